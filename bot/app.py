@@ -1,0 +1,190 @@
+"""`create_app`: the one place that builds the engine, Slack clients, Bolt app, web server and jobs."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import uvicorn
+from apscheduler.schedulers.background import BackgroundScheduler
+from slack_bolt import App
+from slack_sdk import WebClient
+from slack_sdk.http_retry.builtin_handlers import (
+    ConnectionErrorRetryHandler,
+    RateLimitErrorRetryHandler,
+    ServerErrorRetryHandler,
+)
+from starlette.applications import Starlette
+
+from bot import handlers
+from bot.coach import Coach, utcnow
+from bot.config import CoachConfig, load_config
+from bot.handlers.web import routes
+from bot.nudges.followups import send_due_followups
+from bot.practice.grader import Grader, HeuristicGrader
+from bot.practice.roleplay import Buyer, ScriptedBuyer
+from bot.practice.scenarios import load_scenarios
+from bot.settings import Settings
+from bot.slack.directory import SlackDirectory
+from bot.slack.sender import OutboxSender
+from storage import queries
+from storage.db import Database
+
+log = logging.getLogger(__name__)
+REPO_SCENARIOS = Path(__file__).resolve().parents[1] / "scenarios"
+
+
+def scenarios_dir(config: CoachConfig, config_path: str | Path) -> Path:
+    """`scenarios_dir` from coach.yaml (relative to that file), else the scenarios shipped with Rehearse."""
+    if config.scenarios_dir:
+        return (Path(config_path).parent / config.scenarios_dir).resolve()
+    return REPO_SCENARIOS
+
+
+def slack_client(settings: Settings) -> WebClient:
+    """A WebClient at SLACK_API_URL that retries connection errors, 5xx and one 429 by itself."""
+    return WebClient(
+        token=settings.slack_bot_token,
+        base_url=settings.api_base_url,
+        timeout=15,
+        retry_handlers=[
+            ConnectionErrorRetryHandler(max_retry_count=2),
+            RateLimitErrorRetryHandler(max_retry_count=1),
+            ServerErrorRetryHandler(max_retry_count=2),
+        ],
+    )
+
+
+def sync_teams(coach: Coach) -> None:
+    """coach.yaml is the source of truth for teams; mirror it into the database."""
+    with coach.db.session() as session:
+        for team in coach.config.teams:
+            queries.upsert_team(session, team_id=team.id, name=team.title, approvals_channel=team.approvals_channel,
+                                digest_channel=team.digest_channel, timezone=team.timezone)
+
+
+@dataclass
+class Rehearse:
+    """Everything one `rehearse serve` process runs."""
+
+    settings: Settings
+    coach: Coach
+    client: WebClient
+    bolt: App
+    web: Starlette
+    sender: OutboxSender
+    scheduler: BackgroundScheduler
+    _socket_mode: object | None = field(default=None, repr=False)
+
+    def wake_sender(self) -> None:
+        self.sender.request_drain()
+        if self.scheduler.running and not self.sender.busy:
+            self.scheduler.modify_job("outbox", next_run_time=datetime.now(UTC))
+
+    def run_due_jobs(self, now: datetime | None = None) -> int:
+        """Send due follow-ups (as of `now`) and then the outbox; returns follow-ups sent."""
+        count = send_due_followups(self.coach, now=now or self.coach.clock())
+        self.sender.drain()
+        return count
+
+    def start(self) -> None:
+        """Start the jobs (and Socket Mode when SLACK_APP_TOKEN is set); sends what a crash left unsent."""
+        self.scheduler.start()
+        self.wake_sender()
+        if self.settings.socket_mode:
+            from slack_bolt.adapter.socket_mode import SocketModeHandler
+
+            self._socket_mode = SocketModeHandler(self.bolt, self.settings.slack_app_token)
+            self._socket_mode.connect()
+            log.info("Slack traffic over Socket Mode")
+
+    def stop(self) -> None:
+        if self._socket_mode is not None:
+            self._socket_mode.close()
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=True)
+        self.coach.db.dispose()
+
+    def serve(self, host: str = "0.0.0.0") -> None:
+        self.start()
+        try:
+            uvicorn.run(self.web, host=host, port=self.settings.port, log_level="info")
+        finally:
+            self.stop()
+
+
+def create_app(
+    settings: Settings,
+    *,
+    config: CoachConfig | None = None,
+    buyer: Buyer | None = None,
+    grader: Grader | None = None,
+    clock: Callable[[], datetime] = utcnow,
+) -> Rehearse:
+    config = config or load_config(settings.config_path)
+    db = Database(settings.database_url)
+    db.migrate()
+    client = slack_client(settings)
+    coach = Coach(
+        db=db, config=config, scenarios=load_scenarios(scenarios_dir(config, settings.config_path)),
+        buyer=buyer or ScriptedBuyer(), grader=grader or HeuristicGrader(),
+        directory=SlackDirectory(client), clock=clock,
+    )
+    sync_teams(coach)
+    bolt = App(
+        client=client,
+        signing_secret=settings.slack_signing_secret,
+        request_verification_enabled=not settings.socket_mode,
+        token_verification_enabled=False,
+        listener_executor=ThreadPoolExecutor(settings.slack_workers, thread_name_prefix="slack-listener"),
+    )
+    handlers.register(bolt, coach)
+    web = Starlette(routes=routes(bolt=bolt, coach=coach, webhook_secret=settings.webhook_secret,
+                                  slack_http=not settings.socket_mode))
+    sender = OutboxSender(db, client)
+    scheduler = BackgroundScheduler(timezone=UTC)
+    scheduler.add_job(sender.drain, "interval", seconds=settings.outbox_sweep_seconds, id="outbox",
+                      max_instances=1, coalesce=True)
+    scheduler.add_job(lambda: send_due_followups(coach, now=coach.clock()), "interval",
+                      seconds=settings.followup_sweep_seconds, id="followups", max_instances=1, coalesce=True)
+    app = Rehearse(settings=settings, coach=coach, client=client, bolt=bolt, web=web, sender=sender,
+                   scheduler=scheduler)
+    db.on_outbox_commit(app.wake_sender)
+    return app
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class BackgroundServer:
+    """Runs the app's web server on loopback in a thread (the demo and the tests)."""
+
+    def __init__(self, app: Rehearse, port: int | None = None):
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._server = uvicorn.Server(uvicorn.Config(app.web, host="127.0.0.1", port=self.port,
+                                                     log_level="warning", lifespan="off"))
+        self._thread = threading.Thread(target=self._server.run, daemon=True, name="web")
+
+    def __enter__(self) -> BackgroundServer:
+        self._thread.start()
+        deadline = time.monotonic() + 10
+        while not self._server.started:
+            if time.monotonic() > deadline or not self._thread.is_alive():
+                raise RuntimeError(f"web server did not start on port {self.port}")
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=10)

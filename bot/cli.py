@@ -1,0 +1,132 @@
+"""The `rehearse` command."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from bot.config import ConfigError, cross_check, load_config
+from bot.settings import Settings
+
+cli = typer.Typer(help="Rehearse: scored sales calls in, targeted practice in Slack out.", no_args_is_help=True)
+config_cli = typer.Typer(help="Check coach.yaml.", no_args_is_help=True)
+jobs_cli = typer.Typer(help="Run the periodic jobs by hand.", no_args_is_help=True)
+cli.add_typer(config_cli, name="config")
+cli.add_typer(jobs_cli, name="jobs")
+out = Console()
+err = Console(stderr=True)
+
+
+def _logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def _fail(problems: list[str], what: str) -> None:
+    err.print(f"[bold red]{what}: {len(problems)} problem(s)[/]")
+    for problem in problems:
+        err.print(f"  {problem}", markup=False, highlight=False)
+    raise typer.Exit(1)
+
+
+def _app(settings: Settings):  # noqa: ANN202 - imported lazily so `config check` stays light
+    from bot.app import create_app
+
+    try:
+        return create_app(settings)
+    except ConfigError as exc:
+        _fail(exc.problems, f"{settings.config_path} has mistakes")
+
+
+@cli.command()
+def serve(verbose: bool = typer.Option(True, help="Log at INFO level.")) -> None:
+    """Run the web server, the outbox sender and the jobs (Socket Mode when SLACK_APP_TOKEN is set)."""
+    _logging(verbose)
+    settings = Settings()
+    if problems := settings.serve_problems():
+        _fail(problems, "cannot serve")
+    _app(settings).serve()
+
+
+@cli.command()
+def demo(verbose: bool = typer.Option(False, help="Show the app's own logs.")) -> None:
+    """Play the whole loop offline against a local Slack stand-in and print the conversation."""
+    _logging(verbose)
+    from bot.demo.run import run_demo
+
+    run_demo(out)
+
+
+@cli.command()
+def ingest(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="JSON (a call or an array) or JSONL")],
+) -> None:
+    """Import scored calls from a file, as the webhook would; approval messages go out on the next serve."""
+    _logging(False)
+    from bot.nudges.adapters import PayloadError, parse_body
+    from bot.nudges.intake import ingest_calls
+
+    text = file.read_text(encoding="utf-8")
+    try:
+        data = json.loads(text) if file.suffix != ".jsonl" else [json.loads(line) for line in text.splitlines()
+                                                                  if line.strip()]
+        calls = parse_body(data)
+    except json.JSONDecodeError as exc:
+        _fail([f"{file}: not valid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"], "cannot import")
+    except PayloadError as exc:
+        _fail([f"{field}: {message}" for field, message in exc.problems], f"{file} has mistakes")
+    result = ingest_calls(_app(Settings()).coach, calls)
+    out.print(f"accepted {result.accepted}, duplicates {result.duplicates}, "
+              f"unmatched reps {result.unmatched}, nudges proposed {len(result.nudges)}")
+
+
+@config_cli.command("check")
+def config_check(
+    path: Annotated[Path | None, typer.Argument(help="Defaults to REHEARSE_CONFIG or coach.yaml")] = None,
+) -> None:
+    """Explain every mistake in coach.yaml (and the scenarios it names) by path; exit 1 if any."""
+    from bot.app import scenarios_dir
+    from bot.practice.scenarios import load_scenarios, scenario_problems
+
+    path = path or Path(Settings().config_path)
+    try:
+        config = load_config(path)
+    except ConfigError as exc:
+        _fail(exc.problems, f"{path} has mistakes")
+    directory = scenarios_dir(config, path)
+    problems = scenario_problems(directory)
+    skills = {} if problems else {s.id: s.skill for s in load_scenarios(directory).values()}
+    problems += cross_check(config, skills) if not problems else []
+    if problems:
+        _fail(problems, f"{path} has mistakes")
+    out.print(f"[green]{path} is fine[/]: {len(config.teams)} team(s), {len(config.criteria)} criteria, "
+              f"{len(skills)} scenarios in {directory}")
+
+
+@jobs_cli.command("run")
+def jobs_run(as_of: str = typer.Option(None, "--as-of", help="ISO time to run as, e.g. 2026-12-14T09:00:00Z")
+             ) -> None:
+    """Send the follow-ups due at --as-of (default now), then everything in the outbox."""
+    _logging(False)
+    try:
+        now = datetime.fromisoformat(as_of) if as_of else datetime.now(UTC)
+    except ValueError:
+        _fail([f"--as-of: {as_of!r} is not an ISO time such as 2026-12-14T09:00:00Z"], "cannot run jobs")
+    now = now if now.tzinfo else now.replace(tzinfo=UTC)
+    app = _app(Settings())
+    sent = app.run_due_jobs(now)
+    out.print(f"follow-ups sent: {sent}")
+
+
+def main() -> None:
+    try:
+        cli()
+    except KeyboardInterrupt:
+        sys.exit(130)

@@ -1,0 +1,189 @@
+"""`coach.yaml`: teams, criteria and the follow-up ladder, parsed into typed models.
+
+Every mistake is reported by its path (`teams[1].approvals_channel: required`) so an admin can fix
+the file in one pass.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+SLACK_USER = re.compile(r"^[UW][A-Z0-9]{2,}$")
+SLACK_CHANNEL = re.compile(r"^[CGD][A-Z0-9]{2,}$")
+EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+class ConfigError(Exception):
+    """The configuration file has mistakes; `problems` lists each by path."""
+
+    def __init__(self, problems: list[str]):
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _person(value: str) -> str:
+    value = value.strip()
+    if not (SLACK_USER.match(value) or EMAIL.match(value)):
+        raise ValueError(f"{value!r} is neither a Slack user ID (U...) nor an email address")
+    return value.lower() if "@" in value else value
+
+
+class TeamConfig(_Strict):
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    name: str | None = None
+    managers: list[str] = Field(min_length=1)
+    approvers: list[str] = []
+    approvals_channel: str
+    digest_channel: str | None = None
+    timezone: str = "UTC"
+    reps: list[str] = []
+
+    @field_validator("managers", "approvers", "reps")
+    @classmethod
+    def _people(cls, values: list[str]) -> list[str]:
+        return [_person(v) for v in values]
+
+    @field_validator("approvals_channel", "digest_channel")
+    @classmethod
+    def _channel(cls, value: str | None) -> str | None:
+        if value is not None and not SLACK_CHANNEL.match(value):
+            raise ValueError(f"{value!r} is not a Slack channel ID (C..., G...); copy it from the channel details")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{value!r} is not an IANA time zone such as 'America/New_York'") from None
+        return value
+
+    @property
+    def title(self) -> str:
+        return self.name or self.id
+
+    def deciders(self) -> list[str]:
+        """Who may approve or skip this team's nudges."""
+        return [*self.managers, *self.approvers]
+
+
+class CriterionConfig(_Strict):
+    label: str | None = None
+    weight: float = Field(default=1.0, gt=0)
+    threshold: float = Field(default=60, ge=0, le=100)
+    consecutive_calls: int = Field(default=3, ge=1, le=20)
+    scenario: str
+
+
+class FollowupConfig(_Strict):
+    ladder_days: list[int] = Field(default=[14, 60], min_length=1)
+
+    @field_validator("ladder_days")
+    @classmethod
+    def _ascending(cls, days: list[int]) -> list[int]:
+        if any(d <= 0 for d in days) or days != sorted(set(days)):
+            raise ValueError("must be positive whole days in increasing order, e.g. [14, 60]")
+        return days
+
+
+class ApprovalConfig(_Strict):
+    policy: Literal["manual"] = "manual"
+
+
+class CoachConfig(_Strict):
+    teams: list[TeamConfig] = Field(min_length=1)
+    criteria: dict[str, CriterionConfig] = Field(min_length=1)
+    followups: FollowupConfig = FollowupConfig()
+    approval: ApprovalConfig = ApprovalConfig()
+    priorities: list[str] = []
+    scenarios_dir: str | None = None
+
+    @model_validator(mode="after")
+    def _one_team_per_person(self) -> CoachConfig:
+        seen: dict[str, str] = {}
+        problems = []
+        for team in self.teams:
+            for rep in team.reps:
+                if rep in seen and seen[rep] != team.id:
+                    problems.append(f"rep {rep} is on teams {seen[rep]!r} and {team.id!r}; keep one")
+                seen[rep] = team.id
+        ids = [t.id for t in self.teams]
+        if len(ids) != len(set(ids)):
+            problems.append("team ids must be unique")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    def team(self, team_id: str) -> TeamConfig | None:
+        return next((t for t in self.teams if t.id == team_id), None)
+
+    def criterion_label(self, criterion: str) -> str:
+        found = self.criteria.get(criterion)
+        return (found.label if found and found.label else criterion.replace("_", " ").capitalize())
+
+
+def _path(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out or "(top level)"
+
+
+def _message(error: dict) -> str:
+    if error["type"] == "missing":
+        return "required"
+    if error["type"] == "extra_forbidden":
+        return "unknown setting (check the spelling against coach.example.yaml)"
+    msg = error["msg"]
+    return msg.removeprefix("Value error, ")
+
+
+def parse_config(data: object) -> CoachConfig:
+    """Validate already-parsed YAML; raise ConfigError listing every mistake by path."""
+    if not isinstance(data, dict):
+        raise ConfigError(["(top level): expected a mapping with 'teams' and 'criteria'"])
+    try:
+        return CoachConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = [f"{_path(e['loc'])}: {_message(e)}" for e in exc.errors()]
+        raise ConfigError(problems) from None
+
+
+def load_config(path: str | Path) -> CoachConfig:
+    """Read and validate `coach.yaml`."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError([f"{path}: file not found (set REHEARSE_CONFIG or copy coach.example.yaml)"]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError([f"{path}: not valid YAML{where}: {getattr(exc, 'problem', exc)}"]) from None
+    return parse_config(data)
+
+
+def cross_check(config: CoachConfig, scenario_skills: dict[str, str]) -> list[str]:
+    """Problems that need the scenario library: unknown scenarios (scenario id -> skill)."""
+    problems = []
+    for name, criterion in config.criteria.items():
+        if criterion.scenario not in scenario_skills:
+            known = ", ".join(sorted(scenario_skills)) or "none found"
+            problems.append(f"criteria.{name}.scenario: no scenario {criterion.scenario!r} (known: {known})")
+    return problems

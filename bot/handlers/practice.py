@@ -1,0 +1,35 @@
+"""Start practice clicks and the rep's messages in the DM (roleplay turns)."""
+
+from __future__ import annotations
+
+from slack_bolt import App
+
+from bot.coach import Coach
+from bot.nudges import practice
+from bot.slack import ids
+
+# Message subtypes that are not a person typing: our own edits, deletions, joins. Acked, ignored.
+PERSON_SUBTYPES = {None, "file_share", "thread_broadcast"}
+
+
+def start_practice(ack, body, coach: Coach) -> None:
+    ack()
+    practice.start_practice(
+        coach, user_id=body["user"]["id"], value=body["actions"][0]["value"],
+        channel=body["container"]["channel_id"], message_ts=body["container"]["message_ts"],
+    )
+
+
+def on_message(event, coach: Coach) -> None:
+    """Every message event is acked by Bolt; only a person's DM text becomes a roleplay turn."""
+    if event.get("channel_type") != "im" or event.get("subtype") not in PERSON_SUBTYPES:
+        return
+    if event.get("bot_id") or not event.get("user") or not event.get("text"):
+        return
+    practice.handle_reply(coach, user_id=event["user"], channel=event["channel"],
+                          thread_ts=event.get("thread_ts"), text=event["text"])
+
+
+def register(app: App) -> None:
+    app.action(ids.START_PRACTICE)(start_practice)
+    app.event("message")(on_message)

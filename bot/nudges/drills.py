@@ -1,0 +1,55 @@
+"""On-demand drills (`/drill [skill]`): match the request to a scenario and DM its invite."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping
+
+from bot.coach import Coach
+from bot.practice.scenarios import Scenario
+from bot.slack import blocks, ids
+from storage.outbox import enqueue
+
+
+def _words(text: str) -> str:
+    return text.lower().replace("_", " ").replace("-", " ").strip()
+
+
+def match_scenarios(text: str, scenarios: Mapping[str, Scenario]) -> list[Scenario]:
+    """Scenarios whose id, skill or title contains the request, best first; fuzzy when none do."""
+    wanted = _words(text)
+    if not wanted:
+        return sorted(scenarios.values(), key=lambda s: (s.skill, s.id))
+    exact = [s for s in scenarios.values()
+             if wanted in _words(s.id) or wanted in _words(s.skill) or wanted in _words(s.title)]
+    if exact:
+        return sorted(exact, key=lambda s: (_words(s.skill) != wanted, s.id))
+    scored = sorted(((_likeness(wanted, s), s.id, s) for s in scenarios.values()), reverse=True)
+    return [s for score, _, s in scored[:3] if score >= 0.5]
+
+
+def _likeness(wanted: str, scenario: Scenario) -> float:
+    """How well each requested word matches some word of the scenario (typos forgiven), averaged."""
+    words = _words(f"{scenario.id} {scenario.skill} {scenario.title}").split()
+    asked = wanted.split()
+    return sum(max(difflib.SequenceMatcher(None, a, w).ratio() for w in words) for a in asked) / len(asked)
+
+
+def offer_drill(coach: Coach, *, user_id: str, text: str) -> str:
+    """DM the best matching drill to the rep; returns the ephemeral answer for the command."""
+    found = match_scenarios(text, coach.scenarios)
+    if not text.strip():
+        listing = "\n".join(f"• `{s.id}`: {s.title} ({s.skill.replace('_', ' ')})" for s in found)
+        return f"Pick a drill with `/drill <skill or name>`:\n{listing}"
+    exact = [s for s in found if text.lower().strip() in _words(f"{s.id} {s.skill} {s.title}")]
+    if not exact:
+        hint = ", ".join(f"`{s.id}`" for s in found) or "`/drill` with no text to see them all"
+        return f"No drill matches “{text.strip()}”. Closest: {hint}."
+    scenario = exact[0]
+    invite = blocks.practice_invite(value=ids.practice_value("scenario", scenario.id),
+                                    headline="Your drill is ready.", scenario_title=scenario.title,
+                                    goal=scenario.goal)
+    with coach.db.session() as session:
+        enqueue(session, method="chat.postMessage", channel=user_id, payload={"channel": user_id, **invite},
+                now=coach.clock())
+    return f"*{scenario.title}* is waiting in your DM with Rehearse."

@@ -1,0 +1,159 @@
+"""Ingest scored calls: store them once, look for signals, propose one nudge per rep."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session
+
+from bot.coach import Coach
+from bot.config import CoachConfig
+from bot.nudges import approval
+from bot.nudges.adapters import ScoredCall
+from bot.nudges.lifecycle import OPEN
+from bot.nudges.signals import Finding, ScorePoint, below_threshold
+from storage import queries
+from storage.models import Call, CallScore, Nudge, Rep, Signal
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class IngestResult:
+    accepted: int = 0
+    duplicates: int = 0
+    unmatched: int = 0
+    nudges: list[int] = field(default_factory=list)
+
+
+def team_for(config: CoachConfig, *, slack_user_id: str | None, email: str | None) -> str | None:
+    """The configured team a rep belongs to, by Slack id or email."""
+    for team in config.teams:
+        if (slack_user_id and slack_user_id in team.reps) or (email and email in team.reps):
+            return team.id
+    return None
+
+
+def _identity(coach: Coach, ref: str) -> tuple[str | None, str | None]:
+    """(Slack user id, email) for a rep reference; asks Slack only for what is not known yet."""
+    if "@" in ref:
+        with coach.db.session() as session:
+            rep = queries.find_rep(session, email=ref)
+        if rep and rep.slack_user_id:
+            return rep.slack_user_id, ref
+        return coach.directory.user_id_for_email(ref), ref
+    with coach.db.session() as session:
+        rep = queries.find_rep(session, slack_user_id=ref)
+    if rep and rep.team_id:
+        return ref, rep.email
+    needs_email = any("@" in person for team in coach.config.teams for person in team.reps)
+    return ref, coach.directory.email_for_user(ref) if needs_email else None
+
+
+def _rep(session: Session, coach: Coach, slack_user_id: str | None, email: str | None) -> Rep:
+    rep = queries.find_rep(session, slack_user_id=slack_user_id, email=email)
+    if rep is None:
+        rep = Rep(created_at=coach.clock())
+    rep.slack_user_id = rep.slack_user_id or slack_user_id
+    rep.email = rep.email or email
+    rep.team_id = team_for(coach.config, slack_user_id=rep.slack_user_id, email=rep.email)
+    session.add(rep)
+    session.flush()
+    return rep
+
+
+def _store(session: Session, call: ScoredCall, rep: Rep, coach: Coach) -> Call | None:
+    """Insert the call and its scores; None when it is already stored (same source and call_id)."""
+    if queries.call_exists(session, source=call.source, call_id=call.call_id):
+        return None
+    try:
+        with session.begin_nested():
+            row = Call(
+                source=call.source, call_id=call.call_id, rep_ref=call.rep, rep_id=rep.id,
+                started_at=call.started_at, duration_s=call.duration_s, title=call.title,
+                call_type=call.call_type, recording_url=call.recording_url, metrics=call.metrics,
+                received_at=coach.clock(),
+            )
+            session.add(row)
+            session.flush()
+            for score in call.scores:
+                session.add(CallScore(
+                    call_pk=row.id, criterion=score.criterion, score=score.score, max=score.max,
+                    evidence=[e.model_dump(exclude_none=True) for e in score.evidence],
+                ))
+            session.flush()
+    except IntegrityError:  # the same call arrived at the same moment through another request
+        return None
+    return row
+
+
+def _finding(session: Session, coach: Coach, rep: Rep, criterion: str) -> Finding | None:
+    rule = coach.config.criteria.get(criterion)
+    if rule is None:
+        return None
+    rows = queries.recent_scores(session, rep_id=rep.id, criterion=criterion, limit=rule.consecutive_calls)
+    points = [
+        ScorePoint(call_pk=c.id, call_id=c.call_id, started_at=c.started_at, percent=s.percent,
+                   evidence=tuple(s.evidence), recording_url=c.recording_url, title=c.title)
+        for c, s in rows
+    ]
+    return below_threshold(criterion, points, threshold=rule.threshold, consecutive=rule.consecutive_calls)
+
+
+def _signal(session: Session, coach: Coach, rep: Rep, finding: Finding) -> Signal | None:
+    """Record the finding once per triggering call."""
+    quotes = [
+        {"text": e["quote"], "at_s": e.get("at_s"), "call_title": p.title, "recording_url": p.recording_url}
+        for p in reversed(finding.points) for e in p.evidence
+    ]
+    try:
+        with session.begin_nested():
+            signal = Signal(
+                rep_id=rep.id, criterion=finding.criterion, rule=finding.rule,
+                trigger_call_pk=finding.trigger.call_pk, detected_at=coach.clock(),
+                detail={"threshold": finding.threshold, "scores": [p.percent for p in finding.points],
+                        "call_ids": [p.call_id for p in finding.points], "quotes": quotes},
+            )
+            session.add(signal)
+            session.flush()
+    except IntegrityError:
+        return None
+    return signal
+
+
+def ingest_calls(coach: Coach, calls: list[ScoredCall]) -> IngestResult:
+    """Store new calls, detect signals and request approval for at most one open nudge per rep."""
+    identities = {ref: _identity(coach, ref) for ref in {c.rep for c in calls}}
+    result = IngestResult()
+    with coach.db.session() as session:
+        touched: dict[int, tuple[Rep, set[str]]] = {}
+        for call in sorted(calls, key=lambda c: c.started_at):
+            rep = _rep(session, coach, *identities[call.rep])
+            if _store(session, call, rep, coach) is None:
+                result.duplicates += 1
+                continue
+            result.accepted += 1
+            if rep.team_id is None or rep.slack_user_id is None:
+                result.unmatched += 1
+                log.warning("call %s/%s: rep %s is not on a team in coach.yaml or unknown to Slack",
+                            call.source, call.call_id, call.rep)
+                continue
+            touched.setdefault(rep.id, (rep, set()))[1].update(s.criterion for s in call.scores)
+        for rep, criteria in touched.values():
+            for criterion in sorted(criteria, key=lambda c: -coach.config.criteria[c].weight
+                                    if c in coach.config.criteria else 0):
+                finding = _finding(session, coach, rep, criterion)
+                signal = _signal(session, coach, rep, finding) if finding else None
+                if signal is None or queries.open_nudge(session, rep_id=rep.id, states=OPEN):
+                    continue
+                nudge = Nudge(
+                    rep_id=rep.id, team_id=rep.team_id, signal_id=signal.id, criterion=criterion,
+                    scenario_id=coach.config.criteria[criterion].scenario, created_at=coach.clock(),
+                )
+                session.add(nudge)
+                session.flush()
+                approval.request_approval(session, coach, nudge=nudge, rep=rep, signal=signal)
+                result.nudges.append(nudge.id)
+    return result

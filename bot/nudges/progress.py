@@ -1,0 +1,42 @@
+"""What a rep sees of their own progress: `/progress` and the App Home tab."""
+
+from __future__ import annotations
+
+from bot.coach import Coach
+from bot.nudges.lifecycle import OPEN
+from bot.slack import blocks
+from storage import queries
+from storage.outbox import enqueue
+
+
+def _facts(coach: Coach, user_id: str) -> dict:
+    with coach.db.session() as session:
+        rep = queries.find_rep(session, slack_user_id=user_id)
+        if rep is None:
+            return {"focus": None, "sessions": 0, "last_score": None, "next_followup": None}
+        nudge = queries.open_nudge(session, rep_id=rep.id, states=OPEN)
+        sessions, last, followup = queries.rep_progress(session, rep_id=rep.id)
+    return {
+        "focus": coach.config.criterion_label(nudge.criterion) if nudge else None,
+        "sessions": sessions,
+        "last_score": last.score if last else None,
+        "next_followup": followup.due_at if followup else None,
+    }
+
+
+def progress_text(coach: Coach, *, user_id: str) -> str:
+    facts = _facts(coach, user_id)
+    lines = [f"*Focus skill:* {facts['focus'] or 'none right now'}",
+             f"*Practice sessions graded:* {facts['sessions']}"]
+    if facts["last_score"] is not None:
+        lines.append(f"*Last score:* {facts['last_score']}/100")
+    if facts["next_followup"] is not None:
+        lines.append(f"*Next follow-up:* {blocks.slack_time(facts['next_followup'])}")
+    return "\n".join(lines)
+
+
+def publish_home(coach: Coach, *, user_id: str) -> None:
+    view = blocks.home_view(**_facts(coach, user_id))
+    with coach.db.session() as session:
+        enqueue(session, method="views.publish", channel=None, payload={"user_id": user_id, "view": view},
+                now=coach.clock())

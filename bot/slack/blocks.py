@@ -1,0 +1,178 @@
+"""Block Kit renderers: pure functions from values to message dicts (text fallback included)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from bot.slack import ids
+
+SECTION_LIMIT = 3000
+BUTTON_TEXT_LIMIT = 75
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def section(text: str) -> dict:
+    return {"type": "section", "text": {"type": "mrkdwn", "text": _clip(text, SECTION_LIMIT)}}
+
+
+def context(text: str) -> dict:
+    return {"type": "context", "elements": [{"type": "mrkdwn", "text": _clip(text, SECTION_LIMIT)}]}
+
+
+def button(text: str, action_id: str, value: str, style: str | None = None) -> dict:
+    out = {"type": "button", "text": {"type": "plain_text", "text": _clip(text, BUTTON_TEXT_LIMIT)},
+           "action_id": action_id, "value": value}
+    if style:
+        out["style"] = style
+    return out
+
+
+def mmss(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    seconds = int(seconds)
+    return f"{seconds // 60}:{seconds % 60:02d}"
+
+
+def slack_time(when: datetime) -> str:
+    """A date Slack renders in each reader's own time zone."""
+    stamp = int(when.timestamp())
+    return f"<!date^{stamp}^{{date_short_pretty}} {{time}}|{when:%Y-%m-%d %H:%M} UTC>"
+
+
+@dataclass(frozen=True)
+class Quote:
+    text: str
+    at_s: float | None
+    call_title: str | None
+    recording_url: str | None
+
+    def render(self) -> str:
+        where = self.call_title or "a call"
+        stamp = mmss(self.at_s)
+        if self.recording_url and self.at_s is not None:
+            where = f"<{self.recording_url}#t={int(self.at_s)}|{where} at {stamp}>"
+        elif stamp:
+            where = f"{where} at {stamp}"
+        return f"> “{_clip(self.text, 400)}”\n_{where}_"
+
+
+@dataclass(frozen=True)
+class ApprovalCard:
+    nudge_id: int
+    rep_user: str
+    team: str
+    criterion_label: str
+    scores: tuple[float, ...]
+    threshold: float
+    quotes: tuple[Quote, ...]
+    scenario_title: str
+    scenario_summary: str
+
+
+def _approval_body(card: ApprovalCard) -> list[dict]:
+    trend = " → ".join(f"{s:.0f}" for s in card.scores)
+    blocks = [
+        section(f"*Practice suggested for <@{card.rep_user}>: {card.criterion_label}*\n"
+                f"Last {len(card.scores)} calls: *{trend}* (threshold {card.threshold:.0f})"),
+    ]
+    if card.quotes:
+        blocks.extend(section(q.render()) for q in card.quotes[:2])
+    else:
+        blocks.append(context("The scorer sent no evidence quote for these calls."))
+    blocks.append(section(f"*Proposed drill:* {card.scenario_title}\n{card.scenario_summary}"))
+    return blocks
+
+
+def approval_message(card: ApprovalCard) -> dict:
+    """The manager's Approve / Skip message in the team's approvals channel."""
+    value = str(card.nudge_id)
+    blocks = [*_approval_body(card), {
+        "type": "actions", "block_id": f"nudge-{card.nudge_id}",
+        "elements": [button("Approve", ids.APPROVE, value, "primary"), button("Skip", ids.SKIP, value)],
+    }]
+    text = f"Practice suggested for <@{card.rep_user}>: {card.criterion_label}. Approve or skip?"
+    return {"text": text, "blocks": blocks}
+
+
+def decided_message(card: ApprovalCard, *, approved: bool, decider: str, when: datetime) -> dict:
+    """The approval message after a decision: no buttons, a line saying who decided and when."""
+    verb = "Approved" if approved else "Skipped"
+    line = f"{'✅' if approved else '⏭️'} {verb} by <@{decider}> · {slack_time(when)} · {card.scenario_title}"
+    return {"text": f"{verb} by <@{decider}>: {card.criterion_label} for <@{card.rep_user}>",
+            "blocks": [*_approval_body(card), context(line)]}
+
+
+def practice_invite(*, value: str, headline: str, scenario_title: str, goal: str,
+                    button_text: str = "Start practice") -> dict:
+    """The rep's DM with a Start practice button."""
+    return {
+        "text": f"{headline} {scenario_title}",
+        "blocks": [
+            section(f"*{headline}*\n*{scenario_title}*\n{goal}"),
+            context("Takes about 5 minutes. The roleplay runs in this message's thread."),
+            {"type": "actions", "elements": [button(button_text, ids.START_PRACTICE, value, "primary")]},
+        ],
+    }
+
+
+def practice_started(*, headline: str, scenario_title: str, goal: str) -> dict:
+    return {
+        "text": f"{headline} {scenario_title}",
+        "blocks": [section(f"*{headline}*\n*{scenario_title}*\n{goal}"),
+                   context("🎬 Practice started: reply in the thread. Type *done* to finish early.")],
+    }
+
+
+def brief(*, goal: str, context_text: str, buyer: str, moment: Quote | None) -> dict:
+    lines = [f"*Your goal:* {goal}", f"*The situation:* {context_text}", f"*You are talking to:* {buyer}"]
+    if moment is not None:
+        lines.append(f"*The moment from your call:*\n{moment.render()}")
+    lines.append("Reply in this thread as you would on the call. Type *done* when you are finished.")
+    text = "\n".join(lines)
+    return {"text": _clip(text, 3000), "blocks": [section(text)]}
+
+
+def buyer_line(speaker: str, text: str) -> dict:
+    return {"text": _clip(f"{speaker}: {text}", 3000), "blocks": [section(f"*{speaker}:* {text}")]}
+
+
+@dataclass(frozen=True)
+class GradeLine:
+    label: str
+    level: int
+    evidence: tuple[str, ...]
+    feedback: str
+
+
+def feedback(*, score: int, passed: bool, lines: Sequence[GradeLine], summary: str,
+             next_followups: Sequence[datetime]) -> dict:
+    """The grade posted in the thread when a roleplay ends."""
+    verdict = "✅ Proficient" if passed else "🔁 Not there yet"
+    blocks = [section(f"*Score {score}/100 · {verdict}*\n{summary}")]
+    for line in lines[:20]:
+        quotes = "\n".join(f"> “{_clip(q, 300)}”" for q in line.evidence) or "> _no line matched_"
+        blocks.append(section(f"*{line.label}: level {line.level}/4*\n{quotes}\n{line.feedback}"))
+    if next_followups:
+        when = ", ".join(slack_time(d) for d in next_followups)
+        blocks.append(context(f"Follow-up drills scheduled: {when}"))
+    return {"text": f"Score {score}/100 · {verdict}", "blocks": blocks}
+
+
+def home_view(*, focus: str | None, sessions: int, last_score: int | None,
+              next_followup: datetime | None) -> dict:
+    lines = [f"*Focus skill:* {focus or 'none right now'}", f"*Practice sessions:* {sessions}"]
+    if last_score is not None:
+        lines.append(f"*Last score:* {last_score}/100")
+    if next_followup is not None:
+        lines.append(f"*Next follow-up:* {slack_time(next_followup)}")
+    return {"type": "home", "blocks": [
+        {"type": "header", "text": {"type": "plain_text", "text": "Rehearse"}},
+        section("\n".join(lines)),
+        context("Start a drill any time with `/drill [skill]`; see your progress with `/progress`."),
+    ]}

@@ -1,0 +1,169 @@
+"""The one outbox sender: delivers committed Slack writes in order, paced, retried, never twice."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError, SlackClientError
+
+from bot.slack.pacing import ChannelPacer
+from storage.db import Database
+from storage.models import OutboxMessage, OutboxStatus
+from storage.outbox import claim_due
+
+log = logging.getLogger(__name__)
+
+# Errors that will not fix themselves by retrying: the row fails and the reason is kept.
+PERMANENT_ERRORS = {
+    "channel_not_found", "not_in_channel", "is_archived", "invalid_blocks", "invalid_auth",
+    "user_not_found", "cant_update_message", "message_not_found", "msg_too_long", "no_text",
+    "account_inactive", "token_revoked", "missing_scope", "invalid_arguments", "not_authed",
+    "user_disabled", "cannot_dm_bot",
+}
+MAX_ATTEMPTS = 8
+PACED_METHODS = {"chat.postMessage"}
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class OutboxSender:
+    """Sends due outbox rows; `drain()` runs until nothing is due. Safe to call from any thread."""
+
+    def __init__(
+        self,
+        db: Database,
+        client: WebClient,
+        *,
+        clock: Callable[[], datetime] = _utcnow,
+        lease: timedelta = timedelta(seconds=30),
+        pacer: ChannelPacer | None = None,
+    ):
+        self.db = db
+        self.client = client
+        self.clock = clock
+        self.lease = lease
+        self.pacer = pacer or ChannelPacer()
+        self._lock = threading.Lock()
+        self._again = threading.Event()
+
+    @property
+    def busy(self) -> bool:
+        return self._lock.locked()
+
+    def request_drain(self) -> None:
+        """Ask for another pass; a drain already running makes it before returning."""
+        self._again.set()
+
+    def drain(self) -> int:
+        """Send every due row; returns how many were sent. Concurrent calls collapse into one."""
+        self._again.set()
+        if not self._lock.acquire(blocking=False):
+            return 0  # the running drain sees `_again` and loops once more
+        sent = 0
+        try:
+            while self._again.is_set():
+                self._again.clear()
+                while batch := self._claim():
+                    sent += sum(self._deliver(row) for row in batch)
+                    self._again.clear()
+        finally:
+            self._lock.release()
+        return sent
+
+    def _claim(self) -> list[OutboxMessage]:
+        with self.db.session() as session:
+            return claim_due(session, now=self.clock(), lease=self.lease)
+
+    def _deliver(self, row: OutboxMessage) -> bool:
+        now = self.clock()
+        with self.db.session() as session:
+            anchor = session.get(OutboxMessage, row.anchor_id) if row.anchor_id else None
+        if anchor is not None and anchor.status != OutboxStatus.SENT:
+            if anchor.status == OutboxStatus.FAILED:
+                return self._finish(row, error=f"anchor message {anchor.id} failed: {anchor.error}")
+            return self._retry(row, now + timedelta(seconds=1), attempt_used=False)
+        wait_until = self._pace_until(row, now)
+        if wait_until is not None:
+            return self._retry(row, wait_until, attempt_used=False)
+
+        payload = dict(row.payload)
+        if anchor is not None:
+            payload["channel"] = anchor.sent_channel
+            payload["thread_ts" if row.method == "chat.postMessage" else "ts"] = anchor.ts
+        try:
+            response = self.client.api_call(row.method, json=payload)
+        except SlackApiError as exc:
+            return self._failed_call(row, exc)
+        except (SlackClientError, OSError) as exc:
+            log.warning("outbox %s: %s failed to connect: %s", row.id, row.method, exc)
+            return self._retry(row, now + self._backoff(row), error=str(exc))
+        if row.channel and row.method in PACED_METHODS:
+            self.pacer.spend(row.channel, self.clock())
+        return self._finish(row, ts=response.get("ts") or response.get("message_ts"),
+                            channel=response.get("channel") or payload.get("channel"))
+
+    def _failed_call(self, row: OutboxMessage, exc: SlackApiError) -> bool:
+        error = exc.response.get("error", "unknown_error")
+        if exc.response.status_code == 429 or error == "ratelimited":
+            retry_after = int(exc.response.headers.get("Retry-After", exc.response.headers.get("retry-after", 1)))
+            log.info("outbox %s: rate limited on %s, retrying in %ss", row.id, row.method, retry_after)
+            return self._retry(row, self.clock() + timedelta(seconds=retry_after), error=error, attempt_used=False)
+        if error in PERMANENT_ERRORS or row.attempts >= MAX_ATTEMPTS:
+            log.error("outbox %s: %s to %s failed for good: %s", row.id, row.method, row.channel, error)
+            return self._finish(row, error=error)
+        return self._retry(row, self.clock() + self._backoff(row), error=error)
+
+    def _pace_until(self, row: OutboxMessage, now: datetime) -> datetime | None:
+        if row.method not in PACED_METHODS or not row.channel:
+            return None
+        wait = self.pacer.wait(row.channel, now)
+        return now + wait if wait else None
+
+    def _backoff(self, row: OutboxMessage) -> timedelta:
+        return timedelta(seconds=min(300, 2 ** max(row.attempts - 1, 0)))
+
+    def _retry(self, row: OutboxMessage, when: datetime, *, error: str | None = None,
+               attempt_used: bool = True) -> bool:
+        with self.db.session() as session:
+            fresh = session.get(OutboxMessage, row.id)
+            fresh.status = OutboxStatus.PENDING
+            fresh.next_attempt_at = when
+            fresh.lease_until = None
+            fresh.error = error or fresh.error
+            if not attempt_used:
+                fresh.attempts -= 1
+        return False
+
+    def _finish(self, row: OutboxMessage, *, ts: str | None = None, channel: str | None = None,
+                error: str | None = None) -> bool:
+        with self.db.session() as session:
+            fresh = session.get(OutboxMessage, row.id)
+            fresh.status = OutboxStatus.FAILED if error else OutboxStatus.SENT
+            fresh.error = error
+            fresh.ts = ts
+            fresh.sent_channel = channel
+            fresh.sent_at = self.clock()
+            fresh.lease_until = None
+        return error is None
+
+
+def wait_until_sent(db: Database, sender: OutboxSender, timeout: float = 10.0) -> None:
+    """Drain until no row is pending (for the demo and tests); raises TimeoutError otherwise."""
+    from storage.outbox import pending_count
+
+    deadline = time.monotonic() + timeout
+    while True:
+        sender.drain()
+        with db.session() as session:
+            if pending_count(session) == 0:
+                return
+        if time.monotonic() > deadline:
+            raise TimeoutError("outbox still has unsent messages")
+        time.sleep(0.05)

@@ -1,0 +1,96 @@
+"""Engine, sessions and migrations. SQLite by default, PostgreSQL for several replicas."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import create_engine, event, text
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+log = logging.getLogger(__name__)
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def make_engine(url: str) -> Engine:
+    """An engine tuned for the backend: WAL and immediate transactions on SQLite."""
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _on_connect(dbapi_conn, _record):  # noqa: ANN001
+            dbapi_conn.isolation_level = None  # let us issue BEGIN ourselves
+            cur = dbapi_conn.cursor()
+            if ":memory:" not in url and url not in ("sqlite://", "sqlite:///"):
+                cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _on_begin(conn):  # noqa: ANN001
+            # Writers queue on the lock up front instead of failing when a read upgrades to a write.
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+        return engine
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+
+
+class Database:
+    """One engine plus the sessions every service uses; tells listeners when outbox rows commit."""
+
+    def __init__(self, url: str):
+        self.url = url
+        self.engine = make_engine(url)
+        self._on_outbox_commit: list[Callable[[], None]] = []
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.engine.dialect.name == "postgresql"
+
+    def on_outbox_commit(self, callback: Callable[[], None]) -> None:
+        """Call `callback` after any commit that added outbox rows (wakes the sender)."""
+        self._on_outbox_commit.append(callback)
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A unit of work: commits on success, rolls back on error."""
+        with Session(self.engine, expire_on_commit=False) as session:
+            try:
+                yield session
+                session.commit()
+            except BaseException:
+                session.rollback()
+                raise
+            if session.info.pop("outbox_added", False):
+                for callback in self._on_outbox_commit:
+                    callback()
+
+    def migrate(self) -> None:
+        """Bring the schema up to date (Alembic `upgrade head`)."""
+        cfg = Config()
+        cfg.set_main_option("script_location", str(MIGRATIONS))
+        cfg.set_main_option("sqlalchemy.url", self.url.replace("%", "%%"))
+        with self.engine.begin() as conn:
+            if self.is_postgres:
+                # Two replicas starting together must not both run the migration.
+                conn.execute(text("SELECT pg_advisory_xact_lock(727274)"))
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+
+    def healthy(self) -> bool:
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+            return True
+        except Exception:  # noqa: BLE001 - any failure means unhealthy
+            log.exception("database health check failed")
+            return False
+
+    def dispose(self) -> None:
+        self.engine.dispose()

@@ -1,0 +1,91 @@
+"""Outbox rows: enqueue inside a unit of work, claim for sending, record the outcome."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, exists, or_
+from sqlalchemy.orm import aliased
+from sqlmodel import Session, col, select
+
+from storage.models import OutboxMessage, OutboxStatus
+
+UNSENT = (OutboxStatus.PENDING, OutboxStatus.SENDING)
+
+
+def enqueue(
+    session: Session,
+    *,
+    method: str,
+    channel: str | None,
+    payload: dict[str, Any],
+    now: datetime,
+    dedupe_key: str | None = None,
+    anchor: OutboxMessage | None = None,
+    not_before: datetime | None = None,
+) -> OutboxMessage:
+    """Add one Slack write to the session's transaction; the sender delivers it after commit.
+
+    `anchor` is an earlier outbox message whose ts this one needs (thread replies, chat.update).
+    """
+    if anchor is not None and anchor.id is None:
+        session.flush()
+    row = OutboxMessage(
+        dedupe_key=dedupe_key,
+        method=method,
+        channel=channel,
+        payload=payload,
+        anchor_id=anchor.id if anchor is not None else None,
+        next_attempt_at=not_before or now,
+        created_at=now,
+    )
+    session.add(row)
+    session.flush()
+    session.info["outbox_added"] = True
+    return row
+
+
+def claim_due(session: Session, *, now: datetime, lease: timedelta, limit: int = 20) -> list[OutboxMessage]:
+    """Claim due rows, oldest first, at most the head of each channel's queue.
+
+    A row is due when pending and its time has come, or when a sender that claimed it has let its
+    lease lapse (crashed mid-send). Rows behind an unsent row of the same channel wait, so a
+    channel's messages arrive in order. On PostgreSQL, rows another replica holds are skipped.
+    """
+    earlier = aliased(OutboxMessage)
+    blocked = exists().where(
+        and_(
+            earlier.channel == OutboxMessage.channel,
+            earlier.id < OutboxMessage.id,
+            col(earlier.status).in_(UNSENT),
+        )
+    )
+    due = or_(
+        and_(OutboxMessage.status == OutboxStatus.PENDING, OutboxMessage.next_attempt_at <= now),
+        and_(OutboxMessage.status == OutboxStatus.SENDING, col(OutboxMessage.lease_until) < now),
+    )
+    query = (
+        select(OutboxMessage)
+        .where(due, ~blocked)
+        .order_by(col(OutboxMessage.id))
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    rows = list(session.exec(query))
+    for row in rows:
+        row.status = OutboxStatus.SENDING
+        row.lease_until = now + lease
+        row.attempts += 1
+        session.add(row)
+    return rows
+
+
+def pending_count(session: Session) -> int:
+    return len(session.exec(select(OutboxMessage.id).where(col(OutboxMessage.status).in_(UNSENT))).all())
+
+
+def enqueue_ephemeral(session: Session, *, channel: str, user: str, text: str, now: datetime) -> OutboxMessage:
+    """A message only `user` sees, e.g. why a click changed nothing."""
+    return enqueue(session, method="chat.postEphemeral", channel=channel,
+                   payload={"channel": channel, "user": user, "text": text}, now=now)

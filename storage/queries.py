@@ -1,0 +1,104 @@
+"""Small query functions, keyword-only, session first."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+
+from sqlalchemy import update
+from sqlmodel import Session, col, select
+
+from storage.models import (
+    AuditEntry,
+    Call,
+    CallScore,
+    FollowUp,
+    Grade,
+    Nudge,
+    NudgeState,
+    PracticeSession,
+    PracticeTurn,
+    Rep,
+    Team,
+)
+
+
+def audit(session: Session, *, at: datetime, actor: str, action: str, subject: str, **detail: object) -> None:
+    session.add(AuditEntry(at=at, actor=actor, action=action, subject=subject, detail=detail))
+
+
+def upsert_team(session: Session, *, team_id: str, name: str, approvals_channel: str,
+                digest_channel: str | None, timezone: str) -> Team:
+    team = session.get(Team, team_id) or Team(id=team_id, name=name, approvals_channel=approvals_channel)
+    team.name, team.approvals_channel = name, approvals_channel
+    team.digest_channel, team.timezone = digest_channel, timezone
+    session.add(team)
+    return team
+
+
+def find_rep(session: Session, *, slack_user_id: str | None = None, email: str | None = None) -> Rep | None:
+    if slack_user_id:
+        rep = session.exec(select(Rep).where(Rep.slack_user_id == slack_user_id)).first()
+        if rep:
+            return rep
+    if email:
+        return session.exec(select(Rep).where(Rep.email == email.lower())).first()
+    return None
+
+
+def call_exists(session: Session, *, source: str, call_id: str) -> bool:
+    query = select(Call.id).where(Call.source == source, Call.call_id == call_id)
+    return session.exec(query).first() is not None
+
+
+def recent_scores(session: Session, *, rep_id: int, criterion: str, limit: int) -> list[tuple[Call, CallScore]]:
+    """The rep's latest `limit` scores on one criterion, newest first."""
+    query = (
+        select(Call, CallScore)
+        .join(CallScore, col(CallScore.call_pk) == col(Call.id))
+        .where(Call.rep_id == rep_id, CallScore.criterion == criterion)
+        .order_by(col(Call.started_at).desc(), col(Call.id).desc())
+        .limit(limit)
+    )
+    return list(session.exec(query))
+
+
+def open_nudge(session: Session, *, rep_id: int, states: Iterable[NudgeState]) -> Nudge | None:
+    query = select(Nudge).where(Nudge.rep_id == rep_id, col(Nudge.state).in_(list(states)))
+    return session.exec(query.order_by(col(Nudge.id).desc())).first()
+
+
+def move_nudge(session: Session, *, nudge_id: int, expected: NudgeState, target: NudgeState,
+               **changes: object) -> bool:
+    """Compare-and-set the nudge's state; False when someone else moved it first."""
+    result = session.execute(
+        update(Nudge).where(col(Nudge.id) == nudge_id, col(Nudge.state) == expected)
+        .values(state=target, **changes)
+    )
+    session.expire_all()
+    return result.rowcount == 1
+
+
+def practice_session_at(session: Session, *, channel: str, thread_ts: str) -> PracticeSession | None:
+    query = select(PracticeSession).where(
+        PracticeSession.channel == channel, PracticeSession.thread_ts == thread_ts
+    )
+    return session.exec(query).first()
+
+
+def turns_of(session: Session, *, session_id: int) -> list[PracticeTurn]:
+    query = select(PracticeTurn).where(PracticeTurn.session_id == session_id).order_by(col(PracticeTurn.seq))
+    return list(session.exec(query))
+
+
+def rep_progress(session: Session, *, rep_id: int) -> tuple[int, Grade | None, FollowUp | None]:
+    """Sessions graded, the latest grade, and the next scheduled follow-up."""
+    grades = list(session.exec(
+        select(Grade).join(PracticeSession, col(PracticeSession.id) == col(Grade.session_id))
+        .where(PracticeSession.rep_id == rep_id).order_by(col(Grade.graded_at).desc())
+    ))
+    followup = session.exec(
+        select(FollowUp).where(FollowUp.rep_id == rep_id, FollowUp.status == "scheduled")
+        .order_by(col(FollowUp.due_at))
+    ).first()
+    return len(grades), (grades[0] if grades else None), followup

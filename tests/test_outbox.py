@@ -1,0 +1,132 @@
+"""The outbox: committed with the state change, delivered in order, paced, retried, never twice."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlmodel import select
+
+from bot.app import slack_client
+from bot.slack import ids
+from bot.slack.sender import OutboxSender
+from storage.db import Database
+from storage.models import FollowUp, OutboxMessage, OutboxStatus
+from storage.outbox import claim_due, enqueue
+from tests.conftest import APPROVALS, MANAGER, REP, low_calls, make_settings
+
+
+@pytest.fixture
+def db(database_url) -> Database:
+    database = Database(database_url)
+    database.migrate()
+    yield database
+    database.dispose()
+
+
+def _sender(db, standin, database_url, **kw) -> OutboxSender:
+    return OutboxSender(db, slack_client(make_settings(database_url, standin)), **kw)
+
+
+def _post(db, channel: str, text: str, **kw) -> int:
+    with db.session() as session:
+        return enqueue(session, method="chat.postMessage", channel=channel,
+                       payload={"channel": channel, "text": text}, now=datetime.now(UTC), **kw).id
+
+
+def test_rows_are_sent_once_in_order_with_the_ts_recorded(db, standin, database_url):
+    ids_ = [_post(db, "C0ONE", f"message {i}") for i in range(4)]
+    sender = _sender(db, standin, database_url)
+    assert sender.drain() == 3, "a burst of three, then the channel is paced"
+    assert sender.drain() == 0
+    with db.session() as session:
+        rows = [session.get(OutboxMessage, i) for i in ids_]
+    assert [r.status for r in rows[:3]] == [OutboxStatus.SENT] * 3 and rows[3].status == OutboxStatus.PENDING
+    assert rows[3].next_attempt_at > datetime.now(UTC)
+    assert [m["text"] for m in standin.messages_in("C0ONE")] == ["message 0", "message 1", "message 2"]
+    assert rows[0].ts == standin.messages_in("C0ONE")[0]["ts"]
+
+
+def test_rate_limit_is_retried_after_retry_after(db, standin, database_url):
+    standin.fail_next("chat.postMessage", status=429, retry_after=30, times=2)
+    row_id = _post(db, "C0ONE", "hello")
+    sender = _sender(db, standin, database_url)
+    assert sender.drain() == 0
+    with db.session() as session:
+        row = session.get(OutboxMessage, row_id)
+    assert row.status == OutboxStatus.PENDING and row.error == "ratelimited"
+    assert row.next_attempt_at > datetime.now(UTC) + timedelta(seconds=25), "Retry-After honoured"
+    later = _sender(db, standin, database_url, clock=lambda: datetime.now(UTC) + timedelta(seconds=31))
+    assert later.drain() == 1
+    assert [m["text"] for m in standin.messages_in("C0ONE")] == ["hello"]
+
+
+def test_a_permanent_error_fails_the_row_with_the_reason(db, standin, database_url):
+    standin.fail_next("chat.postMessage", status=200, error="channel_not_found")
+    row_id = _post(db, "C0GONE", "hello")
+    _sender(db, standin, database_url).drain()
+    with db.session() as session:
+        row = session.get(OutboxMessage, row_id)
+    assert (row.status, row.error) == (OutboxStatus.FAILED, "channel_not_found")
+
+
+def test_thread_reply_waits_for_its_anchor_and_uses_its_ts(db, standin, database_url):
+    with db.session() as session:
+        now = datetime.now(UTC)
+        root = enqueue(session, method="chat.postMessage", channel=REP, payload={"channel": REP, "text": "root"},
+                       now=now)
+        enqueue(session, method="chat.postMessage", channel=REP, payload={"text": "in thread"}, now=now,
+                anchor=root)
+    _sender(db, standin, database_url).drain()
+    root_msg, reply = standin.messages_in(REP)
+    assert reply["thread_ts"] == root_msg["ts"] and reply["channel"] == root_msg["channel"].replace("U", "D")
+
+
+def test_a_crashed_senders_claim_is_sent_after_its_lease(db, standin, database_url):
+    row_id = _post(db, "C0ONE", "in flight when the process died")
+    with db.session() as session:
+        claim_due(session, now=datetime.now(UTC), lease=timedelta(seconds=30))
+    assert _sender(db, standin, database_url).drain() == 0, "still leased"
+    after = _sender(db, standin, database_url, clock=lambda: datetime.now(UTC) + timedelta(seconds=31))
+    assert after.drain() == 1
+    with db.session() as session:
+        assert session.get(OutboxMessage, row_id).status == OutboxStatus.SENT
+
+
+def test_restart_mid_loop_delivers_the_pending_outbox_and_keeps_followups_due(start_app, standin):
+    first = start_app(background=False)  # jobs not running: the process "dies" before sending
+    assert first.send_calls(low_calls()).status_code == 202
+    with first.app.coach.db.session() as session:
+        pending = session.exec(select(OutboxMessage)).all()
+    assert [r.status for r in pending] == [OutboxStatus.PENDING]
+    assert standin.messages_in(APPROVALS) == []
+
+    second = start_app()  # new process, same database
+    approval = second.approval_message()
+    second.slack.click(approval, ids.APPROVE, user=MANAGER)
+    invite = second.invite()
+    second.slack.click(invite, ids.START_PRACTICE, user=REP)
+    second.standin.wait_for(lambda: len(second.thread(invite)) >= 2)
+    second.slack.dm(user=REP, channel=invite["channel"], text="done", thread_ts=invite["ts"])
+    second.standin.wait_for(lambda: len(second.thread(invite)) >= 3)
+    with second.app.coach.db.session() as session:
+        first_due = min(f.due_at for f in session.exec(select(FollowUp)))
+
+    third = start_app()  # and again: the follow-ups are still on the calendar
+    assert third.app.run_due_jobs(first_due - timedelta(minutes=1)) == 0
+    assert third.app.run_due_jobs(first_due + timedelta(minutes=1)) == 1
+    assert "Start refresher" in str(third.invite(index=1)["blocks"])
+    assert len(standin.messages_in(APPROVALS)) == 1, "nothing sent twice"
+
+
+def test_two_claimers_never_take_the_same_row(db):
+    if not db.is_postgres:
+        pytest.skip("row claiming across replicas is a PostgreSQL matter (SKIP LOCKED)")
+    for i in range(6):
+        _post(db, f"C0CH{i}", "x")
+    now = datetime.now(UTC)
+    with db.session() as first:
+        mine = {r.id for r in claim_due(first, now=now, lease=timedelta(seconds=30), limit=3)}
+        with db.session() as second:
+            theirs = {r.id for r in claim_due(second, now=now, lease=timedelta(seconds=30), limit=6)}
+    assert len(mine) == 3 and len(theirs) == 3 and not mine & theirs

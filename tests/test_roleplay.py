@@ -1,0 +1,220 @@
+"""Rep moves, the scripted buyer's beats and meters, and when a roleplay is over."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bot.practice.roleplay import (
+    ScriptedBuyer,
+    Turn,
+    buyer_meters,
+    next_beat,
+    rep_moves,
+    roleplay_over,
+    sentence_moves,
+    sentences,
+)
+from bot.practice.scenarios import Scenario, load_scenarios
+from tests.transcripts import TRANSCRIPTS
+
+SCENARIOS = load_scenarios(Path(__file__).resolve().parents[1] / "scenarios")
+PRICE = SCENARIOS["price-objection"]
+
+FEATURE_DUMP = (
+    "So our platform is best-in-class for route optimisation, and we offer load matching, real-time tracking, "
+    "a driver app, automated dispatch, fuel card integration, and a whole analytics suite on top, with seamless "
+    "integrations into every TMS you can name and a dedicated customer success manager for the first year."
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("What does that cost you each month?", {"open_question"}),
+        ("Walk me through your month-end close.", {"open_question"}),
+        ("Can you tell me more about that?", {"open_question"}),
+        ("And the finance team, how do they feel about it?", {"open_question"}),
+        ("Is that fair?", {"closed_question"}),
+        ("Does the CFO sign off on this?", {"closed_question"}),
+        ("Budget approved?", {"closed_question"}),
+        ("I hear you.", {"acknowledged"}),
+        ("That\u2019s fair, it\u2019s a real jump.", {"acknowledged"}),
+        ("So what I'm hearing is the approvals at the branches are the bottleneck.", {"paraphrase"}),
+        ("If I understand you right, it's Elaine who signs.", {"paraphrase"}),
+        ("That's roughly $38,000 a quarter.", {"quantified"}),
+        ("The pilot cut empty miles by 8%.", {"quantified"}),
+        ("Three clerks working twenty extra hours each.", {"quantified"}),
+        ("Deadhead cost you 2.1M last year.", {"quantified"}),
+        ("Let's schedule 30 minutes on Thursday at 2pm.", {"next_step"}),
+        ("I'll send over a calendar invite. Does Tuesday work?", {"next_step", "closed_question"}),
+        ("I'll send you some information.", set()),
+        ("I can knock 15% off if that helps.", {"discount", "quantified"}),
+        ("What if I lower the price a bit?", {"discount", "open_question"}),
+        ("I can probably get you to 150.", {"discount"}),
+        ("I'm not going to discount, the price reflects the value.", set()),
+        ("You missed the early-pay discount with your supplier?", {"closed_question"}),
+        ("Our platform is best-in-class and we offer seamless integrations.", {"pitch"}),
+        (FEATURE_DUMP, {"pitch", "long_turn"}),
+        (" ".join(["word"] * 61), {"long_turn"}),
+        ("done", {"done"}),
+        ("Done.", {"done"}),
+        ("STOP", {"done"}),
+        ("I'm done", {"done"}),
+        ("We're done with spreadsheets, aren't we?", {"closed_question"}),
+        ("", set()),
+    ],
+)
+def test_rep_moves(text: str, expected: set[str]) -> None:
+    assert rep_moves(text) == frozenset(expected)
+
+
+def test_sentences_are_verbatim_and_keep_abbreviations_and_decimals() -> None:
+    text = "Dr. Hale has to approve.  Is that right?\nWe saved $1.2M last year! ok"
+
+    assert sentences(text) == ["Dr. Hale has to approve.", "Is that right?", "We saved $1.2M last year!", "ok"]
+
+
+def test_a_commitment_sentence_counts_as_a_next_step_when_the_day_is_elsewhere_in_the_turn() -> None:
+    [invite, day] = sentence_moves("I'll send over a calendar invite. Does Tuesday work?")
+
+    assert "next_step" in invite.moves and "next_step" in day.moves
+    assert "quantified" not in sentence_moves("Can we grab 30 minutes on Thursday?")[0].moves
+
+
+def _turns(*rep_lines: str, scenario: Scenario = PRICE) -> list[Turn]:
+    """A conversation in which the scripted buyer answers each rep line but the last."""
+    turns = [Turn("buyer", scenario.opening_line)]
+    for i, line in enumerate(rep_lines):
+        turns.append(Turn("rep", line))
+        if i < len(rep_lines) - 1:
+            turns.append(Turn("buyer", ScriptedBuyer().reply(scenario, turns)))
+    return turns
+
+
+def test_the_buyer_opens_with_the_opening_line() -> None:
+    assert ScriptedBuyer().reply(PRICE, []) == PRICE.opening_line
+
+
+def test_same_turns_give_the_same_reply_from_any_buyer_instance() -> None:
+    turns = _turns("That's fair. What's the 130 being compared against?", "I understand. What else matters?")
+
+    replies = {ScriptedBuyer().reply(PRICE, turns) for _ in range(3)}
+    buyer = ScriptedBuyer()
+
+    assert len(replies) == 1
+    assert buyer.reply(PRICE, turns) == buyer.reply(PRICE, list(turns)) == replies.pop()
+
+
+def test_the_beat_depends_on_what_the_rep_just_did() -> None:
+    discount = ScriptedBuyer().reply(PRICE, _turns("Okay, I can knock 15% off."))
+    question = ScriptedBuyer().reply(PRICE, _turns("What's the 130 being compared against?"))
+
+    assert discount != question
+    assert discount.startswith("So there was room in the 186")
+    assert question.startswith("The 128 is what's sitting in the budget")
+
+
+def test_a_beat_is_not_used_twice() -> None:
+    scenario = SCENARIOS["discovery-impact"]
+    turns = _turns("Walk me through the last week of the month?", "And who else is involved?", scenario=scenario)
+
+    reply = ScriptedBuyer().reply(scenario, turns)
+
+    assert reply not in [turn.text for turn in turns if turn.role == "buyer"]
+    assert "clerks" in reply
+
+
+def test_fallbacks_repeat_once_everything_is_used_longest_ago_first() -> None:
+    scenario = SCENARIOS["active-listening"]
+    turns = _turns("Okay.", "Sure.", "Right.", scenario=scenario)
+
+    assert [t.text for t in turns if t.role == "buyer"][1] == "Mm. Go on."
+    assert ScriptedBuyer().reply(scenario, turns) == "Mm. Go on."
+
+
+def test_a_premature_close_gets_pushback_and_an_earned_one_closes() -> None:
+    early = next_beat(PRICE, _turns("Can we book time with your CFO on Thursday?"))
+    earned = next_beat(
+        PRICE,
+        _turns(
+            "That's fair. What's the 130 being compared against?",
+            "I understand. Deadhead cost you $2.1M last year, so a 10% cut is $210,000 a year.",
+            "Can we book time with your CFO on Thursday?",
+        ),
+    )
+
+    assert early is not None and early.when == "next_step" and not early.closes
+    assert earned is not None and earned.when == "next_step" and earned.closes and earned.min_trust > 0
+
+
+def test_the_buyer_runs_out_of_patience_with_feature_dumps() -> None:
+    turns = _turns(FEATURE_DUMP, FEATURE_DUMP)
+
+    beat = next_beat(PRICE, turns)
+
+    assert buyer_meters(turns).impatient
+    assert beat is not None and beat.when == "impatient" and beat.closes
+    assert roleplay_over(PRICE, [*turns, Turn("buyer", beat.line)])
+
+
+def test_meters_rise_with_good_moves_and_fall_with_pitching_and_discounts() -> None:
+    start = buyer_meters([])
+    good = buyer_meters(_turns("I hear you. What's driving the 130? Deadhead cost you $2.1M."))
+    bad = buyer_meters(_turns(FEATURE_DUMP + " And I can knock 15% off."))
+
+    assert good.trust > start.trust and good.patience == start.patience
+    assert bad.trust < start.trust and bad.patience < start.patience
+
+
+def test_reply_refuses_when_the_buyer_has_already_answered() -> None:
+    turns = _turns("What's the 130 compared against?")
+    turns.append(Turn("buyer", ScriptedBuyer().reply(PRICE, turns)))
+
+    with pytest.raises(ValueError, match="already answered"):
+        ScriptedBuyer().reply(PRICE, turns)
+
+
+def _exchanges(count: int, *then: Turn) -> list[Turn]:
+    return [Turn("buyer", "Hi."), *[Turn(role, "Hm.") for _ in range(count) for role in ("rep", "buyer")], *then]
+
+
+@pytest.mark.parametrize(
+    ("turns", "over"),
+    [
+        (_exchanges(0, Turn("rep", "What matters most?")), False),
+        (_exchanges(0, Turn("rep", "done")), True),
+        (_exchanges(2, Turn("rep", "Stop.")), True),
+        (_exchanges(0, Turn("rep", "Let's stop and think about the budget.")), False),
+        (_exchanges(0, Turn("rep", "Hm."), Turn("buyer", PRICE.beats[0].line)), True),
+        (_exchanges(0, Turn("rep", "Hm."), Turn("buyer", "That's all fine, but the number is the number.")), False),
+        (_exchanges(5), False),
+        (_exchanges(5, Turn("rep", "One more thing.")), False),
+        (_exchanges(6), True),
+        (_exchanges(6, Turn("rep", "One more thing.")), True),
+    ],
+)
+def test_roleplay_over(turns: list[Turn], over: bool) -> None:
+    assert PRICE.max_turns == 6
+    assert roleplay_over(PRICE, turns) is over
+
+
+@pytest.mark.parametrize("scenario_id", sorted(TRANSCRIPTS))
+def test_a_strong_rep_wins_the_buyer_over_and_a_weak_one_does_not(scenario_id: str) -> None:
+    scenario = SCENARIOS[scenario_id]
+    won_over = {beat.line for beat in scenario.beats if beat.closes and beat.min_trust > 0}
+
+    def play(lines: list[str]) -> list[Turn]:
+        turns = [Turn("buyer", ScriptedBuyer().reply(scenario, []))]
+        for line in lines:
+            turns.append(Turn("rep", line))
+            turns.append(Turn("buyer", ScriptedBuyer().reply(scenario, turns)))
+            if roleplay_over(scenario, turns):
+                break
+        return turns
+
+    strong, weak = play(TRANSCRIPTS[scenario_id]["strong"]), play(TRANSCRIPTS[scenario_id]["weak"])
+
+    assert strong[-1].text in won_over and roleplay_over(scenario, strong)
+    assert not won_over & {turn.text for turn in weak if turn.role == "buyer"}
