@@ -25,7 +25,7 @@ from starlette.applications import Starlette
 
 from bot import handlers
 from bot.coach import Coach, utcnow
-from bot.config import CoachConfig, load_config
+from bot.config import CoachConfig, ConfigError, load_config, unknown_scenarios
 from bot.handlers.web import routes
 from bot.nudges.followups import send_due_followups
 from bot.practice.grader import Grader, HeuristicGrader
@@ -41,10 +41,10 @@ log = logging.getLogger(__name__)
 REPO_SCENARIOS = Path(__file__).resolve().parents[1] / "scenarios"
 
 
-def scenarios_dir(config: CoachConfig, config_path: str | Path) -> Path:
+def scenarios_dir(custom: str | None, config_path: str | Path) -> Path:
     """`scenarios_dir` from coach.yaml (relative to that file), else the scenarios shipped with Rehearse."""
-    if config.scenarios_dir:
-        return (Path(config_path).parent / config.scenarios_dir).resolve()
+    if custom:
+        return (Path(config_path).parent / custom).resolve()
     return REPO_SCENARIOS
 
 
@@ -129,11 +129,14 @@ def create_app(
     clock: Callable[[], datetime] = utcnow,
 ) -> Rehearse:
     config = config or load_config(settings.config_path)
+    scenarios = load_scenarios(scenarios_dir(config.scenarios_dir, settings.config_path))
+    if problems := unknown_scenarios(config.model_dump(), set(scenarios)):
+        raise ConfigError(problems)
     db = Database(settings.database_url)
     db.migrate()
     client = slack_client(settings)
     coach = Coach(
-        db=db, config=config, scenarios=load_scenarios(scenarios_dir(config, settings.config_path)),
+        db=db, config=config, scenarios=scenarios,
         buyer=buyer or ScriptedBuyer(), grader=grader or HeuristicGrader(),
         directory=SlackDirectory(client), clock=clock,
     )

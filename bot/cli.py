@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from bot.config import ConfigError, cross_check, load_config
+from bot.config import ConfigError, parse_config, read_yaml, unknown_scenarios
 from bot.settings import Settings
 
 cli = typer.Typer(help="Rehearse: scored sales calls in, targeted practice in Slack out.", no_args_is_help=True)
@@ -20,8 +20,8 @@ config_cli = typer.Typer(help="Check coach.yaml.", no_args_is_help=True)
 jobs_cli = typer.Typer(help="Run the periodic jobs by hand.", no_args_is_help=True)
 cli.add_typer(config_cli, name="config")
 cli.add_typer(jobs_cli, name="jobs")
-out = Console()
-err = Console(stderr=True)
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
 
 
 def _logging(verbose: bool) -> None:
@@ -38,11 +38,14 @@ def _fail(problems: list[str], what: str) -> None:
 
 def _app(settings: Settings):  # noqa: ANN202 - imported lazily so `config check` stays light
     from bot.app import create_app
+    from bot.practice.scenarios import ScenarioError
 
     try:
         return create_app(settings)
     except ConfigError as exc:
         _fail(exc.problems, f"{settings.config_path} has mistakes")
+    except ScenarioError as exc:
+        _fail(exc.problems, "the scenario library has mistakes")
 
 
 @cli.command()
@@ -97,17 +100,24 @@ def config_check(
 
     path = path or Path(Settings().config_path)
     try:
-        config = load_config(path)
+        data = read_yaml(path)
     except ConfigError as exc:
         _fail(exc.problems, f"{path} has mistakes")
-    directory = scenarios_dir(config, path)
-    problems = scenario_problems(directory)
-    skills = {} if problems else {s.id: s.skill for s in load_scenarios(directory).values()}
-    problems += cross_check(config, skills) if not problems else []
-    if problems:
+    problems, config = [], None
+    try:
+        config = parse_config(data)
+    except ConfigError as exc:
+        problems += exc.problems
+    custom = data.get("scenarios_dir") if isinstance(data, dict) else None
+    directory = scenarios_dir(custom, path)
+    library = scenario_problems(directory)
+    problems += library
+    if not library:
+        problems += unknown_scenarios(data, set(load_scenarios(directory)))
+    if problems or config is None:
         _fail(problems, f"{path} has mistakes")
     out.print(f"[green]{path} is fine[/]: {len(config.teams)} team(s), {len(config.criteria)} criteria, "
-              f"{len(skills)} scenarios in {directory}")
+              f"scenarios from {directory}")
 
 
 @jobs_cli.command("run")

@@ -39,14 +39,28 @@ def _person(value: str) -> str:
 
 
 class TeamConfig(_Strict):
-    id: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    id: str
     name: str | None = None
-    managers: list[str] = Field(min_length=1)
+    managers: list[str]
     approvers: list[str] = []
     approvals_channel: str
     digest_channel: str | None = None
     timezone: str = "UTC"
     reps: list[str] = []
+
+    @field_validator("id")
+    @classmethod
+    def _id(cls, value: str) -> str:
+        if not re.match(r"^[a-z0-9][a-z0-9_-]*$", value):
+            raise ValueError(f"{value!r}: use lowercase letters, digits, - and _ (e.g. 'west')")
+        return value
+
+    @field_validator("managers")
+    @classmethod
+    def _some_manager(cls, values: list[str]) -> list[str]:
+        if not values:
+            raise ValueError("needs at least one manager (a Slack user ID or email) to approve practice")
+        return values
 
     @field_validator("managers", "approvers", "reps")
     @classmethod
@@ -163,8 +177,8 @@ def parse_config(data: object) -> CoachConfig:
         raise ConfigError(problems) from None
 
 
-def load_config(path: str | Path) -> CoachConfig:
-    """Read and validate `coach.yaml`."""
+def read_yaml(path: str | Path) -> object:
+    """The file's YAML, or ConfigError saying where it is broken."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -176,14 +190,21 @@ def load_config(path: str | Path) -> CoachConfig:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise ConfigError([f"{path}: not valid YAML{where}: {getattr(exc, 'problem', exc)}"]) from None
-    return parse_config(data)
+    return data
 
 
-def cross_check(config: CoachConfig, scenario_skills: dict[str, str]) -> list[str]:
-    """Problems that need the scenario library: unknown scenarios (scenario id -> skill)."""
+def load_config(path: str | Path) -> CoachConfig:
+    """Read and validate `coach.yaml`."""
+    return parse_config(read_yaml(path))
+
+
+def unknown_scenarios(data: object, scenario_ids: set[str]) -> list[str]:
+    """Criteria (in the parsed YAML, valid or not) that name a scenario the library does not have."""
+    criteria = data.get("criteria") if isinstance(data, dict) else None
     problems = []
-    for name, criterion in config.criteria.items():
-        if criterion.scenario not in scenario_skills:
-            known = ", ".join(sorted(scenario_skills)) or "none found"
-            problems.append(f"criteria.{name}.scenario: no scenario {criterion.scenario!r} (known: {known})")
+    for name, criterion in (criteria or {}).items() if isinstance(criteria, dict) else ():
+        scenario = criterion.get("scenario") if isinstance(criterion, dict) else None
+        if isinstance(scenario, str) and scenario not in scenario_ids:
+            known = ", ".join(sorted(scenario_ids)) or "none found"
+            problems.append(f"criteria.{name}.scenario: no scenario {scenario!r} (known: {known})")
     return problems

@@ -23,9 +23,11 @@ SCENARIOS = load_scenarios(Path(__file__).resolve().parents[1] / "scenarios")
 PRICE = SCENARIOS["price-objection"]
 
 FEATURE_DUMP = (
-    "So our platform is best-in-class for route optimisation, and we offer load matching, real-time tracking, "
-    "a driver app, automated dispatch, fuel card integration, and a whole analytics suite on top, with seamless "
-    "integrations into every TMS you can name and a dedicated customer success manager for the first year."
+    "So our platform is best-in-class for route optimisation, and we offer load matching, real-time "
+    "tracking, a driver app, automated dispatch, fuel card integration, and a whole analytics suite on top, "
+    "with seamless integrations into every TMS you can name, a dedicated customer success manager for the "
+    "first year, and quarterly business reviews with our solutions team so you always know what you're "
+    "getting for the money."
 )
 
 
@@ -73,7 +75,12 @@ def test_rep_moves(text: str, expected: set[str]) -> None:
 def test_sentences_are_verbatim_and_keep_abbreviations_and_decimals() -> None:
     text = "Dr. Hale has to approve.  Is that right?\nWe saved $1.2M last year! ok"
 
-    assert sentences(text) == ["Dr. Hale has to approve.", "Is that right?", "We saved $1.2M last year!", "ok"]
+    assert sentences(text) == [
+        "Dr. Hale has to approve.",
+        "Is that right?",
+        "We saved $1.2M last year!",
+        "ok",
+    ]
 
 
 def test_a_commitment_sentence_counts_as_a_next_step_when_the_day_is_elsewhere_in_the_turn() -> None:
@@ -118,7 +125,8 @@ def test_the_beat_depends_on_what_the_rep_just_did() -> None:
 
 def test_a_beat_is_not_used_twice() -> None:
     scenario = SCENARIOS["discovery-impact"]
-    turns = _turns("Walk me through the last week of the month?", "And who else is involved?", scenario=scenario)
+    lines = ["Walk me through the last week of the month?", "And who else is involved?"]
+    turns = _turns(*lines, scenario=scenario)
 
     reply = ScriptedBuyer().reply(scenario, turns)
 
@@ -177,7 +185,11 @@ def test_reply_refuses_when_the_buyer_has_already_answered() -> None:
 
 
 def _exchanges(count: int, *then: Turn) -> list[Turn]:
-    return [Turn("buyer", "Hi."), *[Turn(role, "Hm.") for _ in range(count) for role in ("rep", "buyer")], *then]
+    return [
+        Turn("buyer", "Hi."),
+        *[Turn(role, "Hm.") for _ in range(count) for role in ("rep", "buyer")],
+        *then,
+    ]
 
 
 @pytest.mark.parametrize(
@@ -188,7 +200,7 @@ def _exchanges(count: int, *then: Turn) -> list[Turn]:
         (_exchanges(2, Turn("rep", "Stop.")), True),
         (_exchanges(0, Turn("rep", "Let's stop and think about the budget.")), False),
         (_exchanges(0, Turn("rep", "Hm."), Turn("buyer", PRICE.beats[0].line)), True),
-        (_exchanges(0, Turn("rep", "Hm."), Turn("buyer", "That's all fine, but the number is the number.")), False),
+        (_exchanges(0, Turn("rep", "Hm."), Turn("buyer", "The number is still the number.")), False),
         (_exchanges(5), False),
         (_exchanges(5, Turn("rep", "One more thing.")), False),
         (_exchanges(6), True),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
@@ -20,8 +21,8 @@ from bot.settings import Settings
 from bot.slack import ids
 from storage.models import FollowUp
 
-MANAGER, REP, APPROVALS = "U0DANA", "U0ALEX", "C0APPROVALS"
-NAMES = {MANAGER: "Dana (manager)", REP: "Alex (rep)", "bot": "Rehearse"}
+MANAGER, REP, APPROVALS = "U0MARIA", "U0ALEX", "C0APPROVALS"
+NAMES = {MANAGER: "Maria (manager)", REP: "Alex (rep)", "bot": "Rehearse"}
 SIGNING_SECRET, WEBHOOK_SECRET = "demo-signing-secret", "demo-webhook-secret"
 
 DEMO_CONFIG = {
@@ -36,9 +37,9 @@ DEMO_CONFIG = {
 
 REP_REPLIES = [
     "That's fair, and I appreciate you being straight with me. Before we talk numbers, what is the "
-    "$38,000 being compared against on your side?",
+    "$128,000 tool leaving out that your ops team liked in the pilot?",
     "So if I understand it right, the real question is whether this pays back inside the fiscal year. "
-    "Your team told us missed pickups cost about $12,000 a month, which is roughly $144,000 a year.",
+    "Deadhead cost you $2.1M last year; if we take out even 5% that is $105,000, more than the $58,000 gap.",
     "I'd rather not cut the price, but I can show the payback math with your own numbers. Could we walk "
     "your CFO through it on Thursday at 2pm?",
     "done",
@@ -60,6 +61,23 @@ def _calls(now: datetime) -> list[dict]:
     } for i, s in enumerate((42, 51, 38))]
 
 
+SLACK_MARKUP = re.compile(r"<(?P<target>[^>|]+)(?:\|(?P<label>[^>]+))?>")
+
+
+def readable(text: str) -> str:
+    """Slack mrkdwn as a person reads it: mentions by name, dates by their fallback, links by label."""
+
+    def swap(match: re.Match[str]) -> str:
+        target, label = match["target"], match["label"]
+        if target.startswith("@"):
+            return "@" + NAMES.get(target[1:], target[1:]).split(" (")[0]
+        if target.startswith("!date"):
+            return label or target
+        return f"{label} ({target})" if label else target
+
+    return SLACK_MARKUP.sub(swap, text)
+
+
 def plain(message: dict) -> str:
     """A message as a reader sees it: section and context text, then its buttons."""
     parts, buttons = [], []
@@ -72,27 +90,38 @@ def plain(message: dict) -> str:
             elif element.get("text"):
                 parts.append(element["text"])
     body = "\n".join(parts) or message.get("text", "")
-    return body + ("\n" + " ".join(buttons) if buttons else "")
+    return readable(body + ("\n" + " ".join(buttons) if buttons else ""))
 
 
 class Transcript:
     def __init__(self, console: Console, standin: SlackStandIn):
         self.console, self.standin, self.shown = console, standin, 0
+        self.edits_shown: set[str] = set()
 
     def say(self, where: str, who: str, text: str) -> None:
         self.console.print(f"[bold cyan]{where}[/] [bold]{who}[/]", highlight=False)
         self.console.print("  " + text.replace("\n", "\n  "), markup=False, highlight=False)
 
     def catch_up(self) -> None:
-        """Print what the bot posted or edited since last time."""
+        """Print what the bot posted since last time, and messages it edited."""
         for message in self.standin.messages[self.shown:]:
-            where = "DM" if message["channel"].startswith("D") else f"#{message['channel']}"
-            if message.get("thread_ts"):
-                where += " › thread"
-            if message.get("ephemeral"):
-                where += f" (only {NAMES.get(message.get('user'), message.get('user'))} sees this)"
-            self.say(where, NAMES["bot"], plain(message))
+            self.say(self._where(message), NAMES["bot"], plain(message))
+            if message.get("updated"):
+                self.edits_shown.add(message["ts"])
+        for message in self.standin.messages[:self.shown]:
+            if message.get("updated") and message["ts"] not in self.edits_shown:
+                self.edits_shown.add(message["ts"])
+                self.say(self._where(message) + " (edited)", NAMES["bot"], plain(message).splitlines()[-1])
         self.shown = len(self.standin.messages)
+
+    @staticmethod
+    def _where(message: dict) -> str:
+        where = "DM" if message["channel"].startswith("D") else f"#{message['channel']}"
+        if message.get("thread_ts"):
+            where += " › thread"
+        if message.get("ephemeral"):
+            where += f" (only {NAMES.get(message.get('user'), message.get('user'))} sees this)"
+        return where
 
     def wait(self, predicate, what: str):  # noqa: ANN001, ANN201
         found = self.standin.wait_for(predicate, timeout=10)
@@ -102,7 +131,7 @@ class Transcript:
 
 def run_demo(console: Console) -> None:
     started = time.monotonic()
-    users = [{"id": MANAGER, "name": "dana", "real_name": "Dana Reyes", "email": "dana@example.com"},
+    users = [{"id": MANAGER, "name": "maria", "real_name": "Maria Lopez", "email": "maria@example.com"},
              {"id": REP, "name": "alex", "real_name": "Alex Kim", "email": "alex@example.com"}]
     with tempfile.TemporaryDirectory() as tmp, SlackStandIn(users=users) as standin:
         settings = Settings(SLACK_BOT_TOKEN=standin.bot_token, SLACK_SIGNING_SECRET=SIGNING_SECRET,
@@ -131,14 +160,15 @@ def _play(console: Console, show: Transcript, standin: SlackStandIn, app, url: s
     approval = show.wait(lambda: next((m for m in standin.messages_in(APPROVALS)), None), "approval")
     show.say(f"#{APPROVALS}", NAMES[MANAGER], "clicks [Approve]")
     slack.click(approval, ids.APPROVE, user=MANAGER)
-    invite = show.wait(lambda: next((m for m in standin.messages_in(REP) if m.get("blocks")), None), "DM")
     show.wait(lambda: approval.get("updated"), "decision shown")
+    invite = show.wait(lambda: next((m for m in standin.messages_in(REP) if m.get("blocks")), None), "DM")
 
     console.rule("3. The rep practises in the DM thread")
     show.say("DM", NAMES[REP], "clicks [Start practice]")
     slack.click(invite, ids.START_PRACTICE, user=REP)
     thread = invite["ts"]
-    show.wait(lambda: len(standin.messages_in(invite["channel"], thread_ts=thread)) >= 2, "opening line")
+    show.wait(lambda: len(standin.messages_in(invite["channel"], thread_ts=thread)) >= 2 and invite.get("updated"),
+              "opening line")
     for reply in REP_REPLIES:
         before = len(standin.messages_in(invite["channel"], thread_ts=thread))
         show.say("DM › thread", NAMES[REP], reply)

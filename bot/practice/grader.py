@@ -7,8 +7,10 @@ Graders decide levels and quote evidence; the score, the pass and the summary ar
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Protocol
 
 from bot.practice.roleplay import (
@@ -84,10 +86,15 @@ class HeuristicGrader:
         return assemble_grade(scenario, [grade_criterion(criterion, said) for criterion in scenario.rubric])
 
 
+@lru_cache(maxsize=256)
+def _pattern(phrases: tuple[str, ...]) -> re.Pattern[str] | None:
+    return phrase_pattern(phrases)
+
+
 def _matches(checks: Checks, sentence: SentenceMoves) -> str | None:
     """The verbatim evidence if this sentence satisfies the criterion's positive checks."""
     results = []
-    phrases = phrase_pattern(checks.any_phrases)
+    phrases = _pattern(checks.any_phrases)
     if phrases is not None:
         results.append(bool(phrases.search(fold(sentence.text))))
     if checks.moves:
@@ -117,7 +124,7 @@ def _positive(checks: Checks, said: Sequence[str]) -> list[str]:
 
 def _offending(checks: Checks, said: Sequence[str]) -> list[str]:
     """Verbatim sentences that break the criterion's forbid_phrases or forbid_moves."""
-    forbidden = phrase_pattern(checks.forbid_phrases)
+    forbidden = _pattern(checks.forbid_phrases)
     forbid_moves = set(checks.forbid_moves) - TURN_LEVEL_MOVES
 
     def breaks(sentence: SentenceMoves) -> bool:

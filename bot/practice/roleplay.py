@@ -264,7 +264,7 @@ def rep_moves(text: str) -> frozenset[str]:
         kind = _question_kind(sentence)
         if kind:
             moves.add(kind)
-    if _ACKNOWLEDGED.search(folded):
+    if _ACKNOWLEDGED.search(_PARAPHRASE.sub(" ", folded)):  # "if I understand" plays back, not acknowledges
         moves.add("acknowledged")
     if _PARAPHRASE.search(folded):
         moves.add("paraphrase")

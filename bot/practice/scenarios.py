@@ -24,7 +24,8 @@ One file per scenario, named after its id (``scenarios/price-objection.yaml``). 
   - ``turn_start``: only the first sentence of each rep turn counts.
   - ``min_count`` (default 1) distinct matching sentences reach level 3, ``strong_count`` (default
     ``min_count + 1``) reach level 4; fewer than ``min_count`` but some is level 2; none is level 1.
-  - ``forbid_phrases`` / ``forbid_moves``: any occurrence caps the level at 2 (at 1 with no positive match).
+  - ``forbid_phrases`` / ``forbid_moves``: any occurrence caps the level at 2 (at 1 with no positive match)
+    and is quoted as evidence; an offending sentence never counts as a positive match.
   - ``max_words``: share of rep turns at or under this many words: all 4, >= 75% 3, >= 50% 2, else 1
     (combined with the matchers by taking the lower level).
 """
