@@ -9,6 +9,7 @@ from sqlmodel import select
 from bot.slack import ids
 from storage.models import FollowUp, Grade, Nudge, NudgeState
 from tests.conftest import APPROVALS, MANAGER, REP, low_calls
+from tests.transcripts import TRANSCRIPTS
 
 STRONG_REPLIES = [
     "That's fair, and thanks for being direct. What is the $38,000 being compared against on your side?",
@@ -104,3 +105,19 @@ def test_approval_goes_to_the_team_channel_for_a_rep_known_by_email(harness):
     assert harness.send_calls(calls).json() == {"accepted": 3, "duplicates": 0}
     assert "<@U0SAM>" in _text(harness.approval_message())
     assert harness.approval_message()["channel"] == APPROVALS
+
+
+def test_the_roleplay_ends_when_the_buyer_says_yes(harness):
+    """A strong rep earns the buyer's closing line; the grade follows without the rep typing 'done'."""
+    harness.slack.command(ids.DRILL_COMMAND, user=REP, text="price-objection")
+    invite = harness.invite()
+    harness.slack.click(invite, ids.START_PRACTICE, user=REP)
+    harness.standin.wait_for(lambda: len(harness.thread(invite)) >= 2)
+    for n, reply in enumerate(TRANSCRIPTS["price-objection"]["strong"], start=1):
+        harness.slack.dm(user=REP, channel=invite["channel"], text=reply, thread_ts=invite["ts"])
+        harness.standin.wait_for(lambda n=n: len(harness.thread(invite)) >= 2 + n)
+        if "Score" in harness.thread(invite)[-1]["text"]:
+            break
+    harness.standin.wait_for(lambda: "Score" in harness.thread(invite)[-1]["text"])
+    assert "Proficient" in harness.thread(invite)[-1]["text"]
+    assert n < len(TRANSCRIPTS["price-objection"]["strong"]) + 1

@@ -15,17 +15,20 @@ def _words(text: str) -> str:
     return text.lower().replace("_", " ").replace("-", " ").strip()
 
 
-def match_scenarios(text: str, scenarios: Mapping[str, Scenario]) -> list[Scenario]:
-    """Scenarios whose id, skill or title contains the request, best first; fuzzy when none do."""
+def _contains(wanted: str, scenario: Scenario) -> bool:
+    return any(wanted in _words(name) for name in (scenario.id, scenario.skill, scenario.title))
+
+
+def match_scenarios(text: str, scenarios: Mapping[str, Scenario]) -> tuple[bool, list[Scenario]]:
+    """(found, scenarios): those whose id, skill or title contains the request, best first; else the closest."""
     wanted = _words(text)
     if not wanted:
-        return sorted(scenarios.values(), key=lambda s: (s.skill, s.id))
-    exact = [s for s in scenarios.values()
-             if wanted in _words(s.id) or wanted in _words(s.skill) or wanted in _words(s.title)]
+        return True, sorted(scenarios.values(), key=lambda s: (s.skill, s.id))
+    exact = [s for s in scenarios.values() if _contains(wanted, s)]
     if exact:
-        return sorted(exact, key=lambda s: (_words(s.skill) != wanted, s.id))
+        return True, sorted(exact, key=lambda s: (_words(s.skill) != wanted, s.id))
     scored = sorted(((_likeness(wanted, s), s.id, s) for s in scenarios.values()), reverse=True)
-    return [s for score, _, s in scored[:3] if score >= 0.5]
+    return False, [s for score, _, s in scored[:3] if score >= 0.75]
 
 
 def _likeness(wanted: str, scenario: Scenario) -> float:
@@ -37,15 +40,14 @@ def _likeness(wanted: str, scenario: Scenario) -> float:
 
 def offer_drill(coach: Coach, *, user_id: str, text: str) -> str:
     """DM the best matching drill to the rep; returns the ephemeral answer for the command."""
-    found = match_scenarios(text, coach.scenarios)
+    found, matches = match_scenarios(text, coach.scenarios)
     if not text.strip():
-        listing = "\n".join(f"• `{s.id}`: {s.title} ({s.skill.replace('_', ' ')})" for s in found)
+        listing = "\n".join(f"• `{s.id}`: {s.title} ({s.skill.replace('_', ' ')})" for s in matches)
         return f"Pick a drill with `/drill <skill or name>`:\n{listing}"
-    exact = [s for s in found if text.lower().strip() in _words(f"{s.id} {s.skill} {s.title}")]
-    if not exact:
-        hint = ", ".join(f"`{s.id}`" for s in found) or "`/drill` with no text to see them all"
+    if not found:
+        hint = ", ".join(f"`{s.id}`" for s in matches) or "`/drill` with no text to see them all"
         return f"No drill matches “{text.strip()}”. Closest: {hint}."
-    scenario = exact[0]
+    scenario = matches[0]
     invite = blocks.practice_invite(value=ids.practice_value("scenario", scenario.id),
                                     headline="Your drill is ready.", scenario_title=scenario.title,
                                     goal=scenario.goal)

@@ -130,6 +130,9 @@ def handle_reply(coach: Coach, *, user_id: str, channel: str, thread_ts: str | N
                                  created_at=now))
         _post(session, coach, channel=channel, thread_ts=thread_ts,
               message=blocks.buyer_line(_buyer_name(scenario), reply))
+        turns.append(Turn("buyer", reply))
+        if roleplay_over(scenario, turns):  # the buyer said yes, walked away, or the turns ran out
+            return _finish(session, coach, practice, scenario, turns)
         return Outcome("buyer_replied", reply)
 
 
