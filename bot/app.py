@@ -48,18 +48,17 @@ def scenarios_dir(custom: str | None, config_path: str | Path) -> Path:
     return REPO_SCENARIOS
 
 
-def slack_client(settings: Settings) -> WebClient:
-    """A WebClient at SLACK_API_URL that retries connection errors, 5xx and one 429 by itself."""
-    return WebClient(
-        token=settings.slack_bot_token,
-        base_url=settings.api_base_url,
-        timeout=15,
-        retry_handlers=[
-            ConnectionErrorRetryHandler(max_retry_count=2),
-            RateLimitErrorRetryHandler(max_retry_count=1),
-            ServerErrorRetryHandler(max_retry_count=2),
-        ],
-    )
+def slack_client(settings: Settings, *, wait_on_rate_limit: bool = True) -> WebClient:
+    """A WebClient at SLACK_API_URL that retries connection errors and 5xx, and (by default) one 429.
+
+    The outbox sender's client does not wait on a 429: it reschedules the row after Retry-After instead,
+    so one rate-limited channel never holds up the others.
+    """
+    handlers = [ConnectionErrorRetryHandler(max_retry_count=2), ServerErrorRetryHandler(max_retry_count=2)]
+    if wait_on_rate_limit:
+        handlers.append(RateLimitErrorRetryHandler(max_retry_count=1))
+    return WebClient(token=settings.slack_bot_token, base_url=settings.api_base_url, timeout=15,
+                     retry_handlers=handlers)
 
 
 def sync_teams(coach: Coach) -> None:
@@ -151,7 +150,7 @@ def create_app(
     handlers.register(bolt, coach)
     web = Starlette(routes=routes(bolt=bolt, coach=coach, webhook_secret=settings.webhook_secret,
                                   slack_http=not settings.socket_mode))
-    sender = OutboxSender(db, client)
+    sender = OutboxSender(db, slack_client(settings, wait_on_rate_limit=False))
     scheduler = BackgroundScheduler(timezone=UTC)
     scheduler.add_job(sender.drain, "interval", seconds=settings.outbox_sweep_seconds, id="outbox",
                       max_instances=1, coalesce=True)

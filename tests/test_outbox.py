@@ -25,7 +25,7 @@ def db(database_url) -> Database:
 
 
 def _sender(db, standin, database_url, **kw) -> OutboxSender:
-    return OutboxSender(db, slack_client(make_settings(database_url, standin)), **kw)
+    return OutboxSender(db, slack_client(make_settings(database_url, standin), wait_on_rate_limit=False), **kw)
 
 
 def _post(db, channel: str, text: str, **kw) -> int:
@@ -48,7 +48,7 @@ def test_rows_are_sent_once_in_order_with_the_ts_recorded(db, standin, database_
 
 
 def test_rate_limit_is_retried_after_retry_after(db, standin, database_url):
-    standin.fail_next("chat.postMessage", status=429, retry_after=30, times=2)
+    standin.fail_next("chat.postMessage", status=429, retry_after=30)
     row_id = _post(db, "C0ONE", "hello")
     sender = _sender(db, standin, database_url)
     assert sender.drain() == 0
@@ -130,3 +130,12 @@ def test_two_claimers_never_take_the_same_row(db):
         with db.session() as second:
             theirs = {r.id for r in claim_due(second, now=now, lease=timedelta(seconds=30), limit=6)}
     assert len(mine) == 3 and len(theirs) == 3 and not mine & theirs
+
+
+def test_a_rate_limited_channel_does_not_hold_up_the_others(db, standin, database_url):
+    standin.fail_next("chat.postMessage", status=429, retry_after=30)
+    _post(db, "C0BUSY", "first")
+    _post(db, "C0BUSY", "second")
+    _post(db, "C0QUIET", "elsewhere")
+    assert _sender(db, standin, database_url).drain() == 1
+    assert [m["text"] for m in standin.messages] == ["elsewhere"], "C0BUSY waits, in order"
