@@ -14,6 +14,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from bot.problems import problems_of
+
 SLACK_USER = re.compile(r"^[UW][A-Z0-9]{2,}$")
 SLACK_CHANNEL = re.compile(r"^[CGD][A-Z0-9]{2,}$")
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -147,25 +149,6 @@ class CoachConfig(_Strict):
         return (found.label if found and found.label else criterion.replace("_", " ").capitalize())
 
 
-def _path(loc: tuple) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += f".{part}" if out else str(part)
-    return out or "(top level)"
-
-
-def _message(error: dict) -> str:
-    if error["type"] == "missing":
-        return "required"
-    if error["type"] == "extra_forbidden":
-        return "unknown setting (check the spelling against coach.example.yaml)"
-    msg = error["msg"]
-    return msg.removeprefix("Value error, ")
-
-
 def parse_config(data: object) -> CoachConfig:
     """Validate already-parsed YAML; raise ConfigError listing every mistake by path."""
     if not isinstance(data, dict):
@@ -173,7 +156,8 @@ def parse_config(data: object) -> CoachConfig:
     try:
         return CoachConfig.model_validate(data)
     except ValidationError as exc:
-        problems = [f"{_path(e['loc'])}: {_message(e)}" for e in exc.errors()]
+        unknown = "unknown setting (check the spelling against coach.example.yaml)"
+        problems = [f"{path}: {message}" for path, message in problems_of(exc, unknown=unknown)]
         raise ConfigError(problems) from None
 
 

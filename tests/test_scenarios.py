@@ -105,13 +105,13 @@ def _turn_level_check(data: dict[str, Any]) -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("break_it", "expected"),
     [
-        (lambda d: _without(d, "goal"), "price-objection.yaml: goal: required field is missing"),
+        (lambda d: _without(d, "goal"), "price-objection.yaml: goal: required"),
         (_three_levels, "price-objection.yaml: rubric[1].levels: needs levels 1, 2, 3 and 4"),
         (_unknown_move, "price-objection.yaml: beats[1].when: Input should be"),
         (_no_fallback, "price-objection.yaml: beats: needs at least one 'when: any' fallback beat"),
         (_no_checks, "price-objection.yaml: rubric[0].checks: needs at least one of any_phrases"),
         (_typo, "price-objection.yaml: persona.temprament: unknown field"),
-        (_typo, "price-objection.yaml: persona.temperament: required field is missing"),
+        (_typo, "price-objection.yaml: persona.temperament: required"),
         (_one_criterion, "price-objection.yaml: rubric: needs at least 2 items, has 1"),
         (_turn_level_check, "price-objection.yaml: rubric[2].checks.moves: pitch are turn-level moves"),
     ],
@@ -156,7 +156,7 @@ def test_all_problems_across_all_files_are_collected_before_raising(tmp_path: Pa
         load_scenarios(tmp_path)
 
     problems = caught.value.problems
-    assert "price-objection.yaml: title: required field is missing" in problems
+    assert "price-objection.yaml: title: required" in problems
     assert "price-objection.yaml: rubric[1].levels: needs levels 1, 2, 3 and 4" in problems
     assert any(problem.startswith("stall.yaml: line 2") for problem in problems)
     assert not any(problem.startswith("discovery-impact.yaml") for problem in problems)

@@ -10,6 +10,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from bot.problems import problems_of
+
 
 class PayloadError(Exception):
     """The body cannot be ingested; `problems` holds (field path, message) pairs."""
@@ -82,21 +84,11 @@ class ScoredCall(BaseModel):
         return value.lower() if "@" in value else value
 
 
-def _field_path(prefix: str, loc: tuple) -> str:
-    out = prefix
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out or "(body)"
-
-
 def _validate(item: Any, prefix: str) -> ScoredCall:
     try:
         return ScoredCall.model_validate(item)
     except ValidationError as exc:
-        raise PayloadError(
-            [(_field_path(prefix, e["loc"]), "required" if e["type"] == "missing" else
-              e["msg"].removeprefix("Value error, ")) for e in exc.errors()]
-        ) from None
+        raise PayloadError(problems_of(exc, prefix=prefix)) from None
 
 
 def from_gong(body: dict[str, Any]) -> ScoredCall:

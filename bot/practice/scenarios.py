@@ -47,6 +47,8 @@ from pydantic import (
     model_validator,
 )
 
+from bot.problems import problems_of
+
 Move = Literal[
     "open_question",
     "closed_question",
@@ -256,29 +258,9 @@ def _load_file(path: Path) -> tuple[Scenario | None, list[str]]:
     try:
         scenario = Scenario.model_validate(data)
     except ValidationError as exc:
-        problems.extend(f"{_path(error['loc'])}: {_message(error)}" for error in exc.errors())
+        problems.extend(f"{path}: {message}" for path, message in problems_of(exc))
         return None, problems
     return (None if problems else scenario), problems
-
-
-def _path(loc: tuple[int | str, ...]) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else f"{'.' if out else ''}{part}"
-    return out or "(top level)"
-
-
-def _message(error: Any) -> str:
-    if error["type"] == "missing":
-        return "required field is missing"
-    if error["type"] == "extra_forbidden":
-        return "unknown field"
-    ctx = error.get("ctx", {})
-    if error["type"] == "too_short":
-        return f"needs at least {ctx.get('min_length')} items, has {ctx.get('actual_length')}"
-    if error["type"] == "too_long":
-        return f"needs at most {ctx.get('max_length')} items, has {ctx.get('actual_length')}"
-    return str(error["msg"]).removeprefix("Value error, ")
 
 
 class _StrictLoader(yaml.SafeLoader):
