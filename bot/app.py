@@ -10,6 +10,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 
 import uvicorn
@@ -27,6 +28,7 @@ from bot import handlers
 from bot.coach import Coach, utcnow
 from bot.config import CoachConfig, ConfigError, load_config, unknown_scenarios
 from bot.handlers.web import routes
+from bot.nudges.expiry import expire_after_failed_delivery, expire_stale_nudges
 from bot.nudges.followups import send_due_followups
 from bot.practice.grader import Grader, HeuristicGrader
 from bot.practice.roleplay import Buyer, ScriptedBuyer
@@ -88,8 +90,10 @@ class Rehearse:
             self.scheduler.modify_job("outbox", next_run_time=datetime.now(UTC))
 
     def run_due_jobs(self, now: datetime | None = None) -> int:
-        """Send due follow-ups (as of `now`) and then the outbox; returns follow-ups sent."""
-        count = send_due_followups(self.coach, now=now or self.coach.clock())
+        """Expire stale nudges and send due follow-ups (as of `now`), then drain the outbox; returns follow-ups sent."""
+        now = now or self.coach.clock()
+        expire_stale_nudges(self.coach, now=now)
+        count = send_due_followups(self.coach, now=now)
         self.sender.drain()
         return count
 
@@ -150,12 +154,15 @@ def create_app(
     handlers.register(bolt, coach)
     web = Starlette(routes=routes(bolt=bolt, coach=coach, webhook_secret=settings.webhook_secret,
                                   slack_http=not settings.socket_mode))
-    sender = OutboxSender(db, slack_client(settings, wait_on_rate_limit=False))
+    sender = OutboxSender(db, slack_client(settings, wait_on_rate_limit=False),
+                          on_failed=partial(expire_after_failed_delivery, coach))
     scheduler = BackgroundScheduler(timezone=UTC)
     scheduler.add_job(sender.drain, "interval", seconds=settings.outbox_sweep_seconds, id="outbox",
                       max_instances=1, coalesce=True)
     scheduler.add_job(lambda: send_due_followups(coach, now=coach.clock()), "interval",
                       seconds=settings.followup_sweep_seconds, id="followups", max_instances=1, coalesce=True)
+    scheduler.add_job(lambda: expire_stale_nudges(coach, now=coach.clock()), "interval", minutes=5, id="expiry",
+                      max_instances=1, coalesce=True)
     app = Rehearse(settings=settings, coach=coach, client=client, bolt=bolt, web=web, sender=sender,
                    scheduler=scheduler)
     db.on_outbox_commit(app.wake_sender)

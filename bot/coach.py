@@ -28,5 +28,9 @@ class Coach:
     directory: SlackDirectory
     clock: Callable[[], datetime] = utcnow
 
-    def scenario(self, scenario_id: str) -> Scenario:
-        return self.scenarios[scenario_id]
+    def scenario(self, scenario_id: str, criterion: str | None = None) -> Scenario | None:
+        """The scenario, or (renamed or removed since) the one coach.yaml now routes the criterion to."""
+        if scenario_id in self.scenarios:
+            return self.scenarios[scenario_id]
+        routed = self.config.criteria.get(criterion) if criterion else None
+        return self.scenarios.get(routed.scenario) if routed else None

@@ -54,8 +54,13 @@ class Rep(SQLModel, table=True):
     slack_user_id: str | None = Field(default=None, unique=True, max_length=32)
     email: str | None = Field(default=None, unique=True, max_length=254)
     team_id: str | None = Field(default=None, foreign_key="teams.id", index=True)
-    dm_channel: str | None = Field(default=None, max_length=32)
+    dm_channel: str | None = Field(default=None, max_length=32, description="the bot's DM with the rep, once seen")
     created_at: datetime
+
+    @property
+    def dm_target(self) -> str | None:
+        """Where to DM the rep: the D channel once known (one pacing queue per DM), else the user id."""
+        return self.dm_channel or self.slack_user_id
 
 
 class Call(SQLModel, table=True):
@@ -130,7 +135,6 @@ class PracticeSession(SQLModel, table=True):
     kind: str = Field(max_length=16, description="nudge, followup or on_demand")
     channel: str = Field(max_length=32)
     thread_ts: str | None = Field(default=None, max_length=32)
-    thread_outbox_id: int | None = Field(default=None, foreign_key="outbox.id")
     active: bool = True
     started_at: datetime
     ended_at: datetime | None = None
@@ -186,6 +190,7 @@ class OutboxMessage(SQLModel, table=True):
     attempts: int = 0
     next_attempt_at: datetime
     lease_until: datetime | None = None
+    claim_token: str | None = Field(default=None, max_length=32, description="which sender holds the lease")
     ts: str | None = Field(default=None, max_length=32)
     sent_channel: str | None = Field(default=None, max_length=32)
     error: str | None = None

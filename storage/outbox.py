@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import secrets
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, exists, or_
+from sqlalchemy import and_, exists, or_, update
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
 
 from storage.models import OutboxMessage, OutboxStatus
 
 UNSENT = (OutboxStatus.PENDING, OutboxStatus.SENDING)
+POST = "chat.postMessage"
 
 
 def enqueue(
@@ -47,15 +49,18 @@ def enqueue(
 
 
 def claim_due(session: Session, *, now: datetime, lease: timedelta, limit: int = 20) -> list[OutboxMessage]:
-    """Claim due rows, oldest first, at most the head of each channel's queue.
+    """Claim due rows, oldest first; a channel's posts wait behind its earlier unsent posts.
 
-    A row is due when pending and its time has come, or when a sender that claimed it has let its
-    lease lapse (crashed mid-send). Rows behind an unsent row of the same channel wait, so a
-    channel's messages arrive in order. On PostgreSQL, rows another replica holds are skipped.
+    A row is due when pending and its time has come, or when the sender that claimed it let its lease
+    lapse (it died mid-send). Only `chat.postMessage` rows queue per channel, so a manager's button
+    feedback (`chat.update`, ephemeral answers) never waits behind a backlog of posts. On PostgreSQL,
+    rows another replica holds are skipped. Each claimed row gets a fresh `claim_token`.
     """
     earlier = aliased(OutboxMessage)
     blocked = exists().where(
         and_(
+            OutboxMessage.method == POST,
+            earlier.method == POST,
             earlier.channel == OutboxMessage.channel,
             earlier.id < OutboxMessage.id,
             col(earlier.status).in_(UNSENT),
@@ -76,9 +81,31 @@ def claim_due(session: Session, *, now: datetime, lease: timedelta, limit: int =
     for row in rows:
         row.status = OutboxStatus.SENDING
         row.lease_until = now + lease
+        row.claim_token = secrets.token_hex(8)
         row.attempts += 1
         session.add(row)
     return rows
+
+
+def still_mine(session: Session, row: OutboxMessage, *, now: datetime, lease: timedelta) -> bool:
+    """Renew the lease on a claimed row just before sending; False if another sender has taken it over."""
+    result = session.execute(
+        update(OutboxMessage)
+        .where(col(OutboxMessage.id) == row.id, col(OutboxMessage.claim_token) == row.claim_token,
+               col(OutboxMessage.status) == OutboxStatus.SENDING)
+        .values(lease_until=now + lease)
+    )
+    return result.rowcount == 1
+
+
+def settle(session: Session, row: OutboxMessage, **values: Any) -> bool:
+    """Record the outcome of a send, only if this sender still holds the claim."""
+    result = session.execute(
+        update(OutboxMessage)
+        .where(col(OutboxMessage.id) == row.id, col(OutboxMessage.claim_token) == row.claim_token)
+        .values(lease_until=None, claim_token=None, **values)
+    )
+    return result.rowcount == 1
 
 
 def pending_count(session: Session) -> int:

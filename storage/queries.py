@@ -19,6 +19,7 @@ from storage.models import (
     PracticeSession,
     PracticeTurn,
     Rep,
+    Signal,
     Team,
 )
 
@@ -36,14 +37,30 @@ def upsert_team(session: Session, *, team_id: str, name: str, approvals_channel:
     return team
 
 
-def find_rep(session: Session, *, slack_user_id: str | None = None, email: str | None = None) -> Rep | None:
-    if slack_user_id:
-        rep = session.exec(select(Rep).where(Rep.slack_user_id == slack_user_id)).first()
+def find_rep(session: Session, *, slack_user_id: str | None = None, email: str | None = None,
+             lock: bool = False) -> Rep | None:
+    """The rep with this Slack id, else this email; `lock` holds the row until the transaction ends."""
+    for clause in ((Rep.slack_user_id == slack_user_id) if slack_user_id else None,
+                   (Rep.email == email.lower()) if email else None):
+        if clause is None:
+            continue
+        query = select(Rep).where(clause)
+        rep = session.exec(query.with_for_update() if lock else query).first()
         if rep:
             return rep
-    if email:
-        return session.exec(select(Rep).where(Rep.email == email.lower())).first()
     return None
+
+
+def merge_reps(session: Session, *, keep: Rep, drop: Rep) -> None:
+    """Fold `drop` into `keep` (the same person, first known by two identities)."""
+    for table in (Call, Signal, Nudge, PracticeSession, FollowUp):
+        session.execute(update(table).where(col(table.rep_id) == drop.id).values(rep_id=keep.id))
+    email, user_id = drop.email, drop.slack_user_id
+    session.delete(drop)
+    session.flush()
+    keep.email, keep.slack_user_id = keep.email or email, keep.slack_user_id or user_id
+    session.add(keep)
+    session.flush()
 
 
 def call_exists(session: Session, *, source: str, call_id: str) -> bool:
@@ -79,11 +96,13 @@ def move_nudge(session: Session, *, nudge_id: int, expected: NudgeState, target:
     return result.rowcount == 1
 
 
-def practice_session_at(session: Session, *, channel: str, thread_ts: str) -> PracticeSession | None:
+def practice_session_at(session: Session, *, channel: str, thread_ts: str,
+                        lock: bool = False) -> PracticeSession | None:
+    """The practice in this DM thread; `lock` serialises replies to it until the transaction ends."""
     query = select(PracticeSession).where(
         PracticeSession.channel == channel, PracticeSession.thread_ts == thread_ts
     )
-    return session.exec(query).first()
+    return session.exec(query.with_for_update() if lock else query).first()
 
 
 def turns_of(session: Session, *, session_id: int) -> list[PracticeTurn]:

@@ -121,3 +121,13 @@ def test_the_roleplay_ends_when_the_buyer_says_yes(harness):
     harness.standin.wait_for(lambda: "Score" in harness.thread(invite)[-1]["text"])
     assert "Proficient" in harness.thread(invite)[-1]["text"]
     assert n < len(TRANSCRIPTS["price-objection"]["strong"]) + 1
+
+
+def test_text_from_the_scorer_is_shown_literally(harness):
+    calls = low_calls()
+    calls[-1]["title"] = "Acme <> Globex"
+    calls[-1]["scores"][0]["evidence"][0]["quote"] = "<!channel> we can do 20% off & more"
+    harness.send_calls(calls)
+    shown = _text(harness.approval_message())
+    assert "&lt;!channel&gt; we can do 20% off &amp; more" in shown and "<!channel>" not in shown
+    assert "Acme &lt;&gt; Globex" in shown

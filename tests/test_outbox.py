@@ -139,3 +139,14 @@ def test_a_rate_limited_channel_does_not_hold_up_the_others(db, standin, databas
     _post(db, "C0QUIET", "elsewhere")
     assert _sender(db, standin, database_url).drain() == 1
     assert [m["text"] for m in standin.messages] == ["elsewhere"], "C0BUSY waits, in order"
+
+
+def test_a_sender_that_stalled_past_its_lease_does_not_send_again(db, standin, database_url):
+    _post(db, "C0ONE", "once")
+    stalled = _sender(db, standin, database_url)
+    with db.session() as session:
+        [claimed] = claim_due(session, now=datetime.now(UTC), lease=stalled.lease)
+    later = _sender(db, standin, database_url, clock=lambda: datetime.now(UTC) + timedelta(seconds=121))
+    assert later.drain() == 1, "the lapsed claim is taken over and sent"
+    assert stalled._deliver(claimed) is False, "the stalled sender wakes up and finds the row is not its own"
+    assert [m["text"] for m in standin.messages_in("C0ONE")] == ["once"]

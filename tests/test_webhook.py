@@ -100,3 +100,42 @@ def test_webhook_without_a_secret_says_how_to_enable_it(database_url, standin):
     finally:
         app.stop()
     assert answer.status_code == 503 and "REHEARSE_WEBHOOK_SECRET" in answer.json()["error"]
+
+
+def test_a_criterion_scored_twice_in_one_call_is_refused(harness):
+    call = scored_call("twice", 40)
+    call["scores"].append(dict(call["scores"][0]))
+    answer = harness.send_calls(call)
+    assert answer.status_code == 422 and "scored twice" in answer.json()["error"]
+
+
+def test_absurdly_nested_json_is_a_400_not_a_crash(harness):
+    answer = harness.send_calls(None, raw=b"[" * 200_000 + b"]" * 200_000)
+    assert answer.status_code == 400
+
+
+def test_slack_not_answering_a_lookup_keeps_the_call_as_unmatched(harness):
+    harness.standin.fail_next("users.lookupByEmail", status=500, times=10)
+    answer = harness.send_calls(low_calls(rep="sam@example.com", prefix="s"))
+    assert answer.status_code == 202 and answer.json() == {"accepted": 3, "duplicates": 0}
+    with harness.app.coach.db.session() as session:
+        assert len(session.exec(select(Call)).all()) == 3
+        assert session.exec(select(Signal)).all() == []
+
+
+def test_one_person_known_first_by_id_then_by_email_becomes_one_rep(harness):
+    from bot.slack import ids
+    from storage.models import Rep
+
+    harness.slack.command(ids.DRILL_COMMAND, user="U0SAM", text="price")
+    invite = harness.invite(user="U0SAM")
+    harness.slack.click(invite, ids.START_PRACTICE, user="U0SAM")  # a Rep row with the Slack id only
+    harness.standin.wait_for(lambda: len(harness.thread(invite)) >= 2)
+    harness.standin.fail_next("users.lookupByEmail", status=500, times=3)  # the first try and both retries
+    harness.send_calls(scored_call("e-1", 40, rep="sam@example.com"))  # a Rep row with the email only
+    assert harness.send_calls(low_calls(rep="sam@example.com", prefix="s")).status_code == 202
+    with harness.app.coach.db.session() as session:
+        reps = session.exec(select(Rep).where(Rep.slack_user_id == "U0SAM")).all()
+        assert len(reps) == 1 and reps[0].email == "sam@example.com"
+        assert {c.rep_id for c in session.exec(select(Call))} == {reps[0].id}
+    assert "<@U0SAM>" in str(harness.approval_message()["blocks"])

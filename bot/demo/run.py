@@ -75,7 +75,7 @@ def readable(text: str) -> str:
             return label or target
         return f"{label} ({target})" if label else target
 
-    return SLACK_MARKUP.sub(swap, text)
+    return SLACK_MARKUP.sub(swap, text).replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
 
 
 def plain(message: dict) -> str:

@@ -10,7 +10,10 @@ from bot.slack import ids
 
 
 def drill(ack, command, coach: Coach) -> None:
-    ack(drills.offer_drill(coach, user_id=command["user_id"], text=command.get("text", "")))
+    answer, scenario = drills.answer_drill(coach.scenarios, command.get("text", ""))
+    ack(answer)  # within Slack's 3 seconds, before touching the database
+    if scenario is not None:
+        drills.send_drill(coach, user_id=command["user_id"], scenario=scenario)
 
 
 def show_progress(ack, command, coach: Coach) -> None:

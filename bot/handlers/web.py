@@ -80,6 +80,8 @@ def routes(*, bolt: App, coach: Coach, webhook_secret: str | None, slack_http: b
             data = json.loads(body)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             return _error(400, f"body is not valid JSON: {exc}")
+        except RecursionError:
+            return _error(400, "body is nested too deeply to be a scored call")
         try:
             calls = parse_body(data)
         except PayloadError as exc:

@@ -77,6 +77,16 @@ class ScoredCall(BaseModel):
             raise ValueError("needs a time zone, e.g. 2026-11-20T15:04:05Z")
         return value.astimezone(UTC)
 
+    @field_validator("scores")
+    @classmethod
+    def _one_score_per_criterion(cls, scores: list[CriterionScore]) -> list[CriterionScore]:
+        seen: set[str] = set()
+        for score in scores:
+            if score.criterion in seen:
+                raise ValueError(f"criterion {score.criterion!r} is scored twice; send one score per criterion")
+            seen.add(score.criterion)
+        return scores
+
     @field_validator("rep")
     @classmethod
     def _rep(cls, value: str) -> str:

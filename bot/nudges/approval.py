@@ -16,7 +16,7 @@ from storage.outbox import enqueue, enqueue_ephemeral
 
 def approval_card(coach: Coach, *, nudge: Nudge, rep: Rep, signal: Signal | None) -> blocks.ApprovalCard:
     detail = signal.detail if signal else {}
-    scenario = coach.scenario(nudge.scenario_id)
+    scenario = coach.scenario(nudge.scenario_id, nudge.criterion)
     team = coach.config.team(nudge.team_id)
     return blocks.ApprovalCard(
         nudge_id=nudge.id,
@@ -27,8 +27,8 @@ def approval_card(coach: Coach, *, nudge: Nudge, rep: Rep, signal: Signal | None
         threshold=detail.get("threshold", 0),
         quotes=tuple(blocks.Quote(q["text"], q.get("at_s"), q.get("call_title"), q.get("recording_url"))
                      for q in detail.get("quotes", ())),
-        scenario_title=scenario.title,
-        scenario_summary=scenario.goal,
+        scenario_title=scenario.title if scenario else f"{nudge.scenario_id} (no longer in the library)",
+        scenario_summary=scenario.goal if scenario else "Fix the scenario in coach.yaml, then approve.",
     )
 
 
@@ -66,6 +66,12 @@ def decide(coach: Coach, *, nudge_id: int, user_id: str, approve: bool, channel:
             decision = Decision("unknown_nudge", "That practice suggestion no longer exists.")
             enqueue_ephemeral(session, channel=channel, user=user_id, text=decision.message, now=now)
             return decision
+        scenario = coach.scenario(nudge.scenario_id, nudge.criterion)
+        if approve and scenario is None:
+            decision = Decision("no_scenario", f"The drill {nudge.scenario_id!r} is no longer in the scenario "
+                                "library; fix `criteria.{nudge.criterion}.scenario` in coach.yaml and click again.")
+            enqueue_ephemeral(session, channel=channel, user=user_id, text=decision.message, now=now)
+            return decision
         if not allowed:
             who = ", ".join(f"<@{p}>" if "@" not in p else p for p in deciders) or "the team's manager"
             decision = Decision("refused", f"Only {who} can approve or skip practice for this team.")
@@ -91,14 +97,13 @@ def decide(coach: Coach, *, nudge_id: int, user_id: str, approve: bool, channel:
                          **blocks.decided_message(card, approved=approve, decider=user_id, when=now)},
                 dedupe_key=f"nudge:{nudge_id}:decided", now=now)
         if approve:
-            scenario = coach.scenario(nudge.scenario_id)
             invite = blocks.practice_invite(
                 value=ids.practice_value("nudge", nudge_id),
                 headline=f"Your manager picked a 5-minute drill on {card.criterion_label.lower()}.",
                 scenario_title=scenario.title, goal=scenario.goal,
             )
-            enqueue(session, method="chat.postMessage", channel=rep.slack_user_id,
-                    payload={"channel": rep.slack_user_id, **invite},
+            enqueue(session, method="chat.postMessage", channel=rep.dm_target,
+                    payload={"channel": rep.dm_target, **invite},
                     dedupe_key=f"nudge:{nudge_id}:invite", now=now)
             lifecycle.advance(session, nudge_id=nudge_id, expected=NudgeState.APPROVED,
                                target=NudgeState.DELIVERED)

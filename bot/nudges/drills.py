@@ -38,20 +38,23 @@ def _likeness(wanted: str, scenario: Scenario) -> float:
     return sum(max(difflib.SequenceMatcher(None, a, w).ratio() for w in words) for a in asked) / len(asked)
 
 
-def offer_drill(coach: Coach, *, user_id: str, text: str) -> str:
-    """DM the best matching drill to the rep; returns the ephemeral answer for the command."""
-    found, matches = match_scenarios(text, coach.scenarios)
+def answer_drill(scenarios: Mapping[str, Scenario], text: str) -> tuple[str, Scenario | None]:
+    """What `/drill <text>` answers at once, and the scenario to DM (None when there is nothing to send)."""
+    found, matches = match_scenarios(text, scenarios)
     if not text.strip():
         listing = "\n".join(f"• `{s.id}`: {s.title} ({s.skill.replace('_', ' ')})" for s in matches)
-        return f"Pick a drill with `/drill <skill or name>`:\n{listing}"
+        return f"Pick a drill with `/drill <skill or name>`:\n{listing}", None
     if not found:
         hint = ", ".join(f"`{s.id}`" for s in matches) or "`/drill` with no text to see them all"
-        return f"No drill matches “{text.strip()}”. Closest: {hint}."
-    scenario = matches[0]
+        return f"No drill matches “{text.strip()}”. Closest: {hint}.", None
+    return f"*{matches[0].title}* is waiting in your DM with Rehearse.", matches[0]
+
+
+def send_drill(coach: Coach, *, user_id: str, scenario: Scenario) -> None:
+    """DM the rep an on-demand drill (no approval needed)."""
     invite = blocks.practice_invite(value=ids.practice_value("scenario", scenario.id),
                                     headline="Your drill is ready.", scenario_title=scenario.title,
                                     goal=scenario.goal)
     with coach.db.session() as session:
         enqueue(session, method="chat.postMessage", channel=user_id, payload={"channel": user_id, **invite},
                 now=coach.clock())
-    return f"*{scenario.title}* is waiting in your DM with Rehearse."

@@ -39,15 +39,21 @@ def send_due_followups(coach: Coach, *, now: datetime, limit: int = 100) -> int:
         for followup in due:
             nudge = session.get(Nudge, followup.nudge_id)
             rep = session.get(Rep, followup.rep_id)
-            scenario = coach.scenario(nudge.scenario_id)
+            scenario = coach.scenario(nudge.scenario_id, nudge.criterion)
+            if scenario is None:
+                followup.status = "cancelled"
+                session.add(followup)
+                queries.audit(session, at=now, actor="rehearse", action="followup_cancelled",
+                              subject=f"followup:{followup.id}", reason=f"scenario {nudge.scenario_id!r} is gone")
+                continue
             label = coach.config.criterion_label(nudge.criterion).lower()
             invite = blocks.practice_invite(
                 value=ids.practice_value("followup", followup.id),
                 headline=f"Refresher: {nudge.completed_at:%b %d} you practised {label}. Keep it sharp.",
                 scenario_title=scenario.title, goal=scenario.goal, button_text="Start refresher",
             )
-            enqueue(session, method="chat.postMessage", channel=rep.slack_user_id,
-                    payload={"channel": rep.slack_user_id, **invite},
+            enqueue(session, method="chat.postMessage", channel=rep.dm_target,
+                    payload={"channel": rep.dm_target, **invite},
                     dedupe_key=f"followup:{followup.id}:invite", now=coach.clock())
             followup.status, followup.sent_at = "sent", now
             session.add(followup)

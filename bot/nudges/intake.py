@@ -53,7 +53,12 @@ def _identity(coach: Coach, ref: str) -> tuple[str | None, str | None]:
 
 
 def _rep(session: Session, coach: Coach, slack_user_id: str | None, email: str | None) -> Rep:
-    rep = queries.find_rep(session, slack_user_id=slack_user_id, email=email)
+    """The rep's row, locked for this transaction (so two batches cannot both open a nudge for them)."""
+    by_id = queries.find_rep(session, slack_user_id=slack_user_id, lock=True) if slack_user_id else None
+    by_email = queries.find_rep(session, email=email, lock=True) if email else None
+    if by_id is not None and by_email is not None and by_id.id != by_email.id:
+        queries.merge_reps(session, keep=by_id, drop=by_email)  # one person first known by id, then by email
+    rep = by_id or by_email
     if rep is None:
         rep = Rep(created_at=coach.clock())
     rep.slack_user_id = rep.slack_user_id or slack_user_id

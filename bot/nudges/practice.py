@@ -63,23 +63,24 @@ def start_practice(coach: Coach, *, user_id: str, value: str, channel: str, mess
         elif kind == "followup":
             followup = session.get(FollowUp, int(ref))
             nudge = session.get(Nudge, followup.nudge_id) if followup else None
-        scenario_id = nudge.scenario_id if nudge else ref
+        scenario = coach.scenario(nudge.scenario_id, nudge.criterion) if nudge else coach.scenarios.get(ref)
         refusal = None
         if kind != "scenario" and (nudge is None or rep is None or nudge.rep_id != rep.id):
             refusal = Outcome("not_yours", "This practice belongs to someone else.")
-        elif scenario_id not in coach.scenarios:
-            refusal = Outcome("unknown_scenario", f"There is no scenario {scenario_id!r} any more; try `/drill`.")
+        elif scenario is None:
+            refusal = Outcome("unknown_scenario", "That drill is no longer in the library; try `/drill`.")
         if refusal:
             enqueue_ephemeral(session, channel=channel, user=user_id, text=refusal.message, now=now)
             return refusal
         if rep is None:
             rep = Rep(slack_user_id=user_id, created_at=now)
-            session.add(rep)
-            session.flush()
+        if channel.startswith("D"):
+            rep.dm_channel = channel
+        session.add(rep)
+        session.flush()
         if kind == "nudge":
             lifecycle.advance(session, nudge_id=nudge.id, expected=NudgeState.DELIVERED,
                                target=NudgeState.PRACTISING)
-        scenario = coach.scenario(scenario_id)
         practice = PracticeSession(
             rep_id=rep.id, nudge_id=nudge.id if nudge else None, followup_id=followup.id if followup else None,
             scenario_id=scenario.id, kind="on_demand" if kind == "scenario" else kind, channel=channel,
@@ -107,7 +108,8 @@ def handle_reply(coach: Coach, *, user_id: str, channel: str, thread_ts: str | N
     """A rep's message in the DM: a roleplay turn when it is in an active practice thread."""
     now = coach.clock()
     with coach.db.session() as session:
-        practice = queries.practice_session_at(session, channel=channel, thread_ts=thread_ts) if thread_ts else None
+        practice = (queries.practice_session_at(session, channel=channel, thread_ts=thread_ts, lock=True)
+                    if thread_ts else None)
         if practice is None or not practice.active:
             pointer = ("That thread has no practice running. Click *Start practice* on a drill, or type "
                        "`/drill` to start one.")
@@ -123,6 +125,12 @@ def handle_reply(coach: Coach, *, user_id: str, channel: str, thread_ts: str | N
                                  created_at=now))
         turns = [Turn(t.role, t.text) for t in history] + [Turn("rep", text)]
         scenario = coach.scenario(practice.scenario_id)
+        if scenario is None:
+            practice.active = False
+            session.add(practice)
+            _post(session, coach, channel=channel, thread_ts=thread_ts, message={
+                "text": "This drill was retired from the library while you practised. Start a new one with `/drill`."})
+            return Outcome("scenario_retired")
         if roleplay_over(scenario, turns):
             return _finish(session, coach, practice, scenario, turns)
         reply = coach.buyer.reply(scenario, turns)

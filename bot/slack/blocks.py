@@ -12,6 +12,11 @@ SECTION_LIMIT = 3000
 BUTTON_TEXT_LIMIT = 75
 
 
+def escape(text: str) -> str:
+    """Text from outside (call titles, quotes, what a rep typed) shown literally: no links, no @channel pings."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def _clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
@@ -53,13 +58,13 @@ class Quote:
     recording_url: str | None
 
     def render(self) -> str:
-        where = self.call_title or "a call"
+        where = escape(self.call_title or "a call")
         stamp = mmss(self.at_s)
         if self.recording_url and self.at_s is not None:
             where = f"<{self.recording_url}#t={int(self.at_s)}|{where} at {stamp}>"
         elif stamp:
             where = f"{where} at {stamp}"
-        return f"> “{_clip(self.text, 400)}”\n_{where}_"
+        return f"> “{escape(_clip(self.text, 400))}”\n_{where}_"
 
 
 @dataclass(frozen=True)
@@ -108,6 +113,12 @@ def decided_message(card: ApprovalCard, *, approved: bool, decider: str, when: d
             "blocks": [*_approval_body(card), context(line)]}
 
 
+def expired_message(card: ApprovalCard, *, reason: str, when: datetime) -> dict:
+    """The approval message once nobody can act on it any more: no buttons, why, and when."""
+    return {"text": f"Expired: {card.criterion_label} for <@{card.rep_user}>",
+            "blocks": [*_approval_body(card), context(f"⌛ Expired · {slack_time(when)} · {reason}")]}
+
+
 def practice_invite(*, value: str, headline: str, scenario_title: str, goal: str,
                     button_text: str = "Start practice") -> dict:
     """The rep's DM with a Start practice button."""
@@ -139,6 +150,7 @@ def brief(*, goal: str, context_text: str, buyer: str, moment: Quote | None) -> 
 
 
 def buyer_line(speaker: str, text: str) -> dict:
+    text = escape(text)
     return {"text": _clip(f"{speaker}: {text}", 3000), "blocks": [section(f"*{speaker}:* {text}")]}
 
 
@@ -156,8 +168,8 @@ def feedback(*, score: int, passed: bool, lines: Sequence[GradeLine], summary: s
     verdict = "✅ Proficient" if passed else "🔁 Not there yet"
     blocks = [section(f"*Score {score}/100 · {verdict}*\n{summary}")]
     for line in lines[:20]:
-        quotes = "\n".join(f"> “{_clip(q, 300)}”" for q in line.evidence) or "> _no line matched_"
-        blocks.append(section(f"*{line.label}: level {line.level}/4*\n{quotes}\n{line.feedback}"))
+        quotes = "\n".join(f"> “{escape(_clip(q, 300))}”" for q in line.evidence) or "> _no line matched_"
+        blocks.append(section(f"*{line.label}: level {line.level}/4*\n{quotes}\n{escape(line.feedback)}"))
     if next_followups:
         when = ", ".join(slack_time(d) for d in next_followups)
         blocks.append(context(f"Follow-up drills scheduled: {when}"))

@@ -4,57 +4,80 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 
 from slack_sdk import WebClient
-from slack_sdk.errors import SlackApiError
+from slack_sdk.errors import SlackApiError, SlackClientError
 
 log = logging.getLogger(__name__)
 
+NOT_FOUND = {"users_not_found", "user_not_found"}
+FORGET_MISSES_AFTER_S = 3600.0  # someone not in Slack yet may join: ask again after an hour
+
 
 class SlackDirectory:
-    """Resolves people through the Web API; remembers answers, including 'not found'."""
+    """Resolves people through the Web API; remembers answers, and 'not found' for an hour.
 
-    def __init__(self, client: WebClient):
+    When Slack cannot answer (rate limited, unreachable), the person is unresolved for now and nothing is
+    cached, so the caller keeps the call as unmatched instead of failing the request.
+    """
+
+    def __init__(self, client: WebClient, *, clock=time.monotonic):  # noqa: ANN001
         self.client = client
-        self._by_email: dict[str, str | None] = {}
-        self._by_user: dict[str, str | None] = {}
+        self.clock = clock
+        self._known: dict[str, tuple[str | None, float]] = {}
         self._lock = threading.Lock()
 
-    def user_id_for_email(self, email: str) -> str | None:
-        email = email.lower()
+    def _cached(self, key: str) -> tuple[bool, str | None]:
         with self._lock:
-            if email in self._by_email:
-                return self._by_email[email]
+            value, at = self._known.get(key, (None, -1.0))
+        fresh = at >= 0 and (value is not None or self.clock() - at < FORGET_MISSES_AFTER_S)
+        return fresh, value
+
+    def _remember(self, key: str, value: str | None, reverse_key: str | None = None) -> None:
+        with self._lock:
+            self._known[key] = (value, self.clock())
+            if value and reverse_key:  # the answer also tells the other direction
+                self._known[reverse_key] = (key.split(":", 1)[1], self.clock())
+
+    def _ask(self, method: str, **params: str) -> dict | None:
+        """Slack's `user` object; None when Slack says there is no such user. Raises LookupError when unsure."""
         try:
-            user = self.client.users_lookupByEmail(email=email)["user"]
-            found = user["id"]
+            return self.client.api_call(method, params=params)["user"]
         except SlackApiError as exc:
-            if exc.response.get("error") not in ("users_not_found", "user_not_found"):
-                raise
-            log.warning("Slack knows no user with email %s", email)
-            found = None
-        with self._lock:
-            self._by_email[email] = found
-            if found:
-                self._by_user[found] = email
+            if exc.response.get("error") in NOT_FOUND:
+                return None
+            raise LookupError(f"{method}: {exc.response.get('error')}") from exc
+        except (SlackClientError, OSError) as exc:
+            raise LookupError(f"{method}: {exc}") from exc
+
+    def user_id_for_email(self, email: str) -> str | None:
+        key = f"email:{email.lower()}"
+        fresh, value = self._cached(key)
+        if fresh:
+            return value
+        try:
+            user = self._ask("users.lookupByEmail", email=email.lower())
+        except LookupError as exc:
+            log.warning("could not resolve %s now (%s); will try again", email, exc)
+            return None
+        found = user["id"] if user else None
+        self._remember(key, found, reverse_key=f"user:{found}" if found else None)
         return found
 
     def email_for_user(self, user_id: str) -> str | None:
-        with self._lock:
-            if user_id in self._by_user:
-                return self._by_user[user_id]
+        key = f"user:{user_id}"
+        fresh, value = self._cached(key)
+        if fresh:
+            return value
         try:
-            user = self.client.users_info(user=user_id)["user"]
-            email = (user.get("profile") or {}).get("email")
-        except SlackApiError as exc:
-            if exc.response.get("error") != "user_not_found":
-                raise
-            email = None
+            user = self._ask("users.info", user=user_id)
+        except LookupError as exc:
+            log.warning("could not look up %s now (%s); will try again", user_id, exc)
+            return None
+        email = ((user or {}).get("profile") or {}).get("email")
         email = email.lower() if email else None
-        with self._lock:
-            self._by_user[user_id] = email
-            if email:
-                self._by_email[email] = user_id
+        self._remember(key, email, reverse_key=f"email:{email}" if email else None)
         return email
 
     def is_one_of(self, user_id: str, people: list[str]) -> bool:

@@ -14,7 +14,7 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 from bot.slack.pacing import ChannelPacer
 from storage.db import Database
 from storage.models import OutboxMessage, OutboxStatus
-from storage.outbox import claim_due
+from storage.outbox import POST, claim_due, settle, still_mine
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +26,6 @@ PERMANENT_ERRORS = {
     "user_disabled", "cannot_dm_bot",
 }
 MAX_ATTEMPTS = 8
-PACED_METHODS = {"chat.postMessage"}
 
 
 def _utcnow() -> datetime:
@@ -42,14 +41,16 @@ class OutboxSender:
         client: WebClient,
         *,
         clock: Callable[[], datetime] = _utcnow,
-        lease: timedelta = timedelta(seconds=30),
+        lease: timedelta = timedelta(seconds=120),
         pacer: ChannelPacer | None = None,
+        on_failed: Callable[[OutboxMessage, str], None] | None = None,
     ):
         self.db = db
         self.client = client
         self.clock = clock
         self.lease = lease
         self.pacer = pacer or ChannelPacer()
+        self.on_failed = on_failed
         self._lock = threading.Lock()
         self._again = threading.Event()
 
@@ -92,11 +93,15 @@ class OutboxSender:
         wait_until = self._pace_until(row, now)
         if wait_until is not None:
             return self._retry(row, wait_until, attempt_used=False)
+        with self.db.session() as session:
+            if not still_mine(session, row, now=now, lease=self.lease):
+                log.warning("outbox %s: claim lapsed and was taken over; not sending it again", row.id)
+                return False
 
         payload = dict(row.payload)
         if anchor is not None:
             payload["channel"] = anchor.sent_channel
-            payload["thread_ts" if row.method == "chat.postMessage" else "ts"] = anchor.ts
+            payload["thread_ts" if row.method == POST else "ts"] = anchor.ts
         try:
             response = self.client.api_call(row.method, json=payload)
         except SlackApiError as exc:
@@ -104,7 +109,7 @@ class OutboxSender:
         except (SlackClientError, OSError) as exc:
             log.warning("outbox %s: %s failed to connect: %s", row.id, row.method, exc)
             return self._retry(row, now + self._backoff(row), error=str(exc))
-        if row.channel and row.method in PACED_METHODS:
+        if row.channel and row.method == POST:
             self.pacer.spend(row.channel, self.clock())
         return self._finish(row, ts=response.get("ts") or response.get("message_ts"),
                             channel=response.get("channel") or payload.get("channel"))
@@ -112,7 +117,8 @@ class OutboxSender:
     def _failed_call(self, row: OutboxMessage, exc: SlackApiError) -> bool:
         error = exc.response.get("error", "unknown_error")
         if exc.response.status_code == 429 or error == "ratelimited":
-            retry_after = int(exc.response.headers.get("Retry-After", exc.response.headers.get("retry-after", 1)))
+            headers = {k.lower(): v for k, v in (exc.response.headers or {}).items()}
+            retry_after = int(headers.get("retry-after", 1))
             log.info("outbox %s: rate limited on %s, retrying in %ss", row.id, row.method, retry_after)
             return self._retry(row, self.clock() + timedelta(seconds=retry_after), error=error, attempt_used=False)
         if error in PERMANENT_ERRORS or row.attempts >= MAX_ATTEMPTS:
@@ -121,7 +127,7 @@ class OutboxSender:
         return self._retry(row, self.clock() + self._backoff(row), error=error)
 
     def _pace_until(self, row: OutboxMessage, now: datetime) -> datetime | None:
-        if row.method not in PACED_METHODS or not row.channel:
+        if row.method != POST or not row.channel:
             return None
         wait = self.pacer.wait(row.channel, now)
         return now + wait if wait else None
@@ -132,25 +138,17 @@ class OutboxSender:
     def _retry(self, row: OutboxMessage, when: datetime, *, error: str | None = None,
                attempt_used: bool = True) -> bool:
         with self.db.session() as session:
-            fresh = session.get(OutboxMessage, row.id)
-            fresh.status = OutboxStatus.PENDING
-            fresh.next_attempt_at = when
-            fresh.lease_until = None
-            fresh.error = error or fresh.error
-            if not attempt_used:
-                fresh.attempts -= 1
+            settle(session, row, status=OutboxStatus.PENDING, next_attempt_at=when, error=error or row.error,
+                   attempts=row.attempts if attempt_used else row.attempts - 1)
         return False
 
     def _finish(self, row: OutboxMessage, *, ts: str | None = None, channel: str | None = None,
                 error: str | None = None) -> bool:
         with self.db.session() as session:
-            fresh = session.get(OutboxMessage, row.id)
-            fresh.status = OutboxStatus.FAILED if error else OutboxStatus.SENT
-            fresh.error = error
-            fresh.ts = ts
-            fresh.sent_channel = channel
-            fresh.sent_at = self.clock()
-            fresh.lease_until = None
+            settled = settle(session, row, status=OutboxStatus.FAILED if error else OutboxStatus.SENT, error=error,
+                             ts=ts, sent_channel=channel, sent_at=self.clock())
+        if settled and error and self.on_failed is not None:
+            self.on_failed(row, error)
         return error is None
 
 

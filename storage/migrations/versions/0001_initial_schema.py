@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-29 22:37:53.816167
+Create Date: 2026-11-29 22:58:20.902275
 """
 
 import sqlalchemy as sa
@@ -42,6 +42,7 @@ def upgrade() -> None:
         sa.Column("attempts", sa.Integer(), nullable=False),
         sa.Column("next_attempt_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
         sa.Column("lease_until", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True),
+        sa.Column("claim_token", sqlmodel.sql.sqltypes.AutoString(length=32), nullable=True),
         sa.Column("ts", sqlmodel.sql.sqltypes.AutoString(length=32), nullable=True),
         sa.Column("sent_channel", sqlmodel.sql.sqltypes.AutoString(length=32), nullable=True),
         sa.Column("error", sqlmodel.sql.sqltypes.AutoString(), nullable=True),
@@ -228,7 +229,6 @@ def upgrade() -> None:
         sa.Column("kind", sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
         sa.Column("channel", sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
         sa.Column("thread_ts", sqlmodel.sql.sqltypes.AutoString(length=32), nullable=True),
-        sa.Column("thread_outbox_id", sa.Integer(), nullable=True),
         sa.Column("active", sa.Boolean(), nullable=False),
         sa.Column("started_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
         sa.Column("ended_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True),
@@ -243,10 +243,6 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(
             ["rep_id"],
             ["reps.id"],
-        ),
-        sa.ForeignKeyConstraint(
-            ["thread_outbox_id"],
-            ["outbox.id"],
         ),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("channel", "thread_ts"),
