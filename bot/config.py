@@ -7,6 +7,7 @@ the file in one pass.
 from __future__ import annotations
 
 import re
+from datetime import time
 from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -95,11 +96,81 @@ class TeamConfig(_Strict):
 
 
 class CriterionConfig(_Strict):
+    """A scored criterion: below `threshold` percent on `consecutive_calls` calls in a row is a signal."""
+
     label: str | None = None
     weight: float = Field(default=1.0, gt=0)
     threshold: float = Field(default=60, ge=0, le=100)
     consecutive_calls: int = Field(default=3, ge=1, le=20)
+    baseline_percentile: float | None = Field(default=None, gt=0, lt=100)
+    baseline_days: int = Field(default=90, ge=7, le=730)
+    baseline_min_scores: int = Field(default=20, ge=5)
     scenario: str
+
+
+METRICS = ("talk_ratio", "longest_monologue_s", "longest_customer_story_s", "questions", "patience_s", "next_step",
+           "interactivity")
+
+
+class MetricRuleConfig(_Strict):
+    """A conversation metric past a limit on `consecutive_calls` calls in a row (of `call_types`, if given)."""
+
+    metric: str
+    above: float | None = None
+    below: float | None = None
+    consecutive_calls: int = Field(default=3, ge=1, le=20)
+    call_types: list[str] = []
+    label: str | None = None
+    weight: float = Field(default=1.0, gt=0)
+    scenario: str
+
+    @field_validator("metric")
+    @classmethod
+    def _known_metric(cls, value: str) -> str:
+        if value not in METRICS and not value.startswith("tracker:"):
+            raise ValueError(f"{value!r} is not a metric Rehearse knows ({', '.join(METRICS)}, or tracker:<name>)")
+        return value
+
+    @model_validator(mode="after")
+    def _one_limit(self) -> MetricRuleConfig:
+        if (self.above is None) == (self.below is None):
+            raise ValueError("give exactly one of `above` or `below`")
+        return self
+
+
+
+
+class BudgetConfig(_Strict):
+    """How much coaching a rep gets: at most one open nudge, a weekly cap, a cooldown, working hours only."""
+
+    weekly_cap: int = Field(default=2, ge=1, le=14)
+    cooldown_days: int = Field(default=21, ge=0, le=365)
+    working_days: list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]] = Field(
+        default=["mon", "tue", "wed", "thu", "fri"], min_length=1)
+    working_hours: tuple[time, time] | None = (time(8, 30), time(18, 0))  # None: any time of a working day
+
+    @field_validator("working_hours", mode="before")
+    @classmethod
+    def _hours(cls, value: object) -> object:
+        if isinstance(value, dict):
+            value = (value.get("start"), value.get("end"))
+        if isinstance(value, list | tuple) and len(value) == 2 and all(isinstance(v, str) for v in value):
+            try:
+                start, end = (time.fromisoformat(v) for v in value)
+            except ValueError:
+                raise ValueError("use 24-hour times, e.g. {start: '08:30', end: '18:00'}") from None
+            if start >= end:
+                raise ValueError("start must be before end")
+            return start, end
+        return value
+
+
+class PriorityConfig(_Strict):
+    """A strategic priority: its criteria weigh more when choosing a rep's one focus skill."""
+
+    name: str
+    criteria: list[str] = Field(min_length=1)
+    boost: float = Field(default=1.5, gt=1, le=5)
 
 
 class FollowupConfig(_Strict):
@@ -120,9 +191,11 @@ class ApprovalConfig(_Strict):
 class CoachConfig(_Strict):
     teams: list[TeamConfig] = Field(min_length=1)
     criteria: dict[str, CriterionConfig] = Field(min_length=1)
+    metric_rules: dict[str, MetricRuleConfig] = {}
+    budget: BudgetConfig = BudgetConfig()
     followups: FollowupConfig = FollowupConfig()
     approval: ApprovalConfig = ApprovalConfig()
-    priorities: list[str] = []
+    priorities: list[PriorityConfig] = []
     scenarios_dir: str | None = None
 
     @model_validator(mode="after")
@@ -137,6 +210,12 @@ class CoachConfig(_Strict):
         ids = [t.id for t in self.teams]
         if len(ids) != len(set(ids)):
             problems.append("team ids must be unique")
+        if clash := sorted(set(self.criteria) & set(self.metric_rules)):
+            problems.append(f"{', '.join(clash)}: a name is either a criterion or a metric rule, not both")
+        for i, priority in enumerate(self.priorities):
+            unknown = [c for c in priority.criteria if c not in self.criteria and c not in self.metric_rules]
+            if unknown:
+                problems.append(f"priorities[{i}].criteria: {', '.join(unknown)} not under criteria or metric_rules")
         if problems:
             raise ValueError("; ".join(problems))
         return self
@@ -144,9 +223,16 @@ class CoachConfig(_Strict):
     def team(self, team_id: str) -> TeamConfig | None:
         return next((t for t in self.teams if t.id == team_id), None)
 
+    def rule(self, name: str) -> CriterionConfig | MetricRuleConfig | None:
+        """The criterion or metric rule a nudge is about."""
+        return self.criteria.get(name) or self.metric_rules.get(name)
+
     def criterion_label(self, criterion: str) -> str:
-        found = self.criteria.get(criterion)
+        found = self.rule(criterion)
         return (found.label if found and found.label else criterion.replace("_", " ").capitalize())
+
+    def priority_for(self, criterion: str) -> PriorityConfig | None:
+        return next((p for p in self.priorities if criterion in p.criteria), None)
 
 
 def parse_config(data: object) -> CoachConfig:
@@ -183,12 +269,13 @@ def load_config(path: str | Path) -> CoachConfig:
 
 
 def unknown_scenarios(data: object, scenario_ids: set[str]) -> list[str]:
-    """Criteria (in the parsed YAML, valid or not) that name a scenario the library does not have."""
-    criteria = data.get("criteria") if isinstance(data, dict) else None
+    """Criteria and metric rules (in the parsed YAML, valid or not) naming a scenario the library lacks."""
     problems = []
-    for name, criterion in (criteria or {}).items() if isinstance(criteria, dict) else ():
-        scenario = criterion.get("scenario") if isinstance(criterion, dict) else None
-        if isinstance(scenario, str) and scenario not in scenario_ids:
-            known = ", ".join(sorted(scenario_ids)) or "none found"
-            problems.append(f"criteria.{name}.scenario: no scenario {scenario!r} (known: {known})")
+    for section in ("criteria", "metric_rules"):
+        rules = data.get(section) if isinstance(data, dict) else None
+        for name, rule in rules.items() if isinstance(rules, dict) else ():
+            scenario = rule.get("scenario") if isinstance(rule, dict) else None
+            if isinstance(scenario, str) and scenario not in scenario_ids:
+                known = ", ".join(sorted(scenario_ids)) or "none found"
+                problems.append(f"{section}.{name}.scenario: no scenario {scenario!r} (known: {known})")
     return problems

@@ -105,6 +105,9 @@ class Signal(SQLModel, table=True):
     trigger_call_pk: int = Field(foreign_key="calls.id")
     detail: dict = _json()
     detected_at: datetime
+    status: str = Field(default="open", max_length=16, description="open, nudged, attached or waiting")
+    nudge_id: int | None = Field(default=None, foreign_key="nudges.id", index=True)
+    wait_reason: str | None = None
 
 
 class Nudge(SQLModel, table=True):

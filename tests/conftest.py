@@ -31,6 +31,8 @@ TEST_CONFIG = {
                                "consecutive_calls": 3, "scenario": "price-objection"},
         "discovery": {"weight": 2, "scenario": "discovery-impact"},
     },
+    # Tests run at any hour: no quiet hours unless a test sets them.
+    "budget": {"working_days": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"], "working_hours": None},
 }
 USERS = [
     {"id": MANAGER, "name": "dana", "real_name": "Dana Reyes", "email": "dana@example.com"},

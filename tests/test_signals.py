@@ -12,7 +12,7 @@ START = datetime(2026, 11, 1, tzinfo=UTC)
 
 
 def _history(*percents: float) -> list[ScorePoint]:
-    return [ScorePoint(call_pk=i, call_id=f"c{i}", started_at=START + timedelta(days=i), percent=p)
+    return [ScorePoint(call_pk=i, call_id=f"c{i}", started_at=START + timedelta(days=i), value=p)
             for i, p in enumerate(percents)]
 
 
@@ -28,11 +28,11 @@ def test_below_threshold_on_consecutive_calls(percents, fires):
     finding = below_threshold("objection_handling", _history(*percents), threshold=60, consecutive=3)
     assert (finding is not None) == fires
     if finding:
-        assert [p.percent for p in finding.points] == list(percents[-3:])
+        assert [p.value for p in finding.points] == list(percents[-3:])
 
 
 def test_calls_are_ordered_by_when_they_happened_not_when_they_arrived():
     late_arrival = _history(42, 51, 38)
-    late_arrival.append(ScorePoint(call_pk=99, call_id="old", started_at=START - timedelta(days=3), percent=90))
+    late_arrival.append(ScorePoint(call_pk=99, call_id="old", started_at=START - timedelta(days=3), value=90))
     assert below_threshold("x", late_arrival, threshold=60, consecutive=3) is not None
     assert below_threshold("x", late_arrival, threshold=60, consecutive=4) is None

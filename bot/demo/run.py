@@ -33,6 +33,8 @@ DEMO_CONFIG = {
                                "consecutive_calls": 3, "scenario": "price-objection"},
         "discovery": {"label": "Discovery", "weight": 2, "scenario": "discovery-impact"},
     },
+    # The demo runs whenever you run it; a real team keeps quiet hours (see coach.example.yaml).
+    "budget": {"working_days": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"], "working_hours": None},
 }
 
 REP_REPLIES = [

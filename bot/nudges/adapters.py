@@ -1,16 +1,36 @@
 """Ingest adapters: every source format becomes the one internal `ScoredCall` model.
 
-Errors name the field by path (`[1].scores[0].score`) so the sender can fix the payload.
+Formats (documented in docs/formats.md): the generic v1 JSON call, a Gong automation-rule webhook body
+(`callData`), Gong answered scorecards (`answeredScorecards`, mapped to criteria by `GongMapping`) and CSV for
+bulk import (`parse_csv`). Errors name the field by path (`[1].scores[0].score`,
+`answeredScorecards[0].answers[2].score`, `row 4 (call c-1042).score`) so the sender can fix the input; every
+problem of a body or file is collected before `PayloadError` is raised.
 """
 
 from __future__ import annotations
 
+import csv
+import difflib
+import io
+import logging
+import math
+from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from bot.problems import problems_of
+
+log = logging.getLogger(__name__)
 
 
 class PayloadError(Exception):
@@ -101,8 +121,28 @@ def _validate(item: Any, prefix: str) -> ScoredCall:
         raise PayloadError(problems_of(exc, prefix=prefix)) from None
 
 
+# Gong interaction stats → metric keys (Talk Ratio is handled apart: Gong gives a fraction or a percent).
+GONG_STATS = {
+    "Longest Monologue": "longest_monologue_s",
+    "Longest Customer Story": "longest_customer_story_s",
+    "Patience": "patience_s",
+    "Interactivity": "interactivity",
+}
+
+
+def _number(value: Any) -> float | None:
+    """A finite JSON number as a float, else None (booleans are not numbers here)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
 def from_gong(body: dict[str, Any]) -> ScoredCall:
-    """A Gong automation-rule webhook body (`callData` in the calls/extensive shape)."""
+    """A Gong automation-rule webhook body (`callData` in the calls/extensive shape).
+
+    Metrics: "Talk Ratio" (fraction or percent) → `talk_ratio`, the stats of `GONG_STATS`,
+    `interaction.questions.companyCount` → `questions`, `content.trackers[]` counts → `tracker:<name>`.
+    """
     data = body.get("callData")
     if not isinstance(data, dict):
         raise PayloadError([("callData", "expected an object")])
@@ -113,18 +153,26 @@ def from_gong(body: dict[str, Any]) -> ScoredCall:
         (p.get("emailAddress") for p in parties if primary and p.get("userId") == primary),
         None,
     ) or next((p.get("emailAddress") for p in parties if p.get("affiliation") == "Internal"), None)
-    stats = {s.get("name"): s.get("value") for s in (data.get("interaction") or {}).get("interactionStats", [])}
+    interaction = data.get("interaction") or {}
+    stats = {s.get("name"): s.get("value") for s in interaction.get("interactionStats") or [] if isinstance(s, dict)}
     metrics: dict[str, float] = {}
-    if isinstance(stats.get("Talk Ratio"), int | float):
-        ratio = float(stats["Talk Ratio"])
+    ratio = _number(stats.get("Talk Ratio"))
+    if ratio is not None:
         metrics["talk_ratio"] = ratio / 100 if ratio > 1 else ratio
-    for name, key in (("Longest Monologue", "longest_monologue_s"), ("Longest Customer Story",
-                      "longest_customer_story_s"), ("Patience", "patience_s")):
-        if isinstance(stats.get(name), int | float):
-            metrics[key] = float(stats[name])
-    questions = (data.get("interaction") or {}).get("questions") or {}
-    if isinstance(questions.get("companyCount"), int | float):
-        metrics["questions"] = float(questions["companyCount"])
+    for name, key in GONG_STATS.items():
+        if (value := _number(stats.get(name))) is not None:
+            metrics[key] = value
+    questions = interaction.get("questions") or {}
+    if (asked := _number(questions.get("companyCount"))) is not None:
+        metrics["questions"] = asked
+    for tracker in (data.get("content") or {}).get("trackers") or []:
+        if not isinstance(tracker, dict) or not isinstance(tracker.get("name"), str) or not tracker["name"].strip():
+            continue
+        count = _number(tracker.get("count"))
+        if count is None and isinstance(tracker.get("occurrences"), list):
+            count = float(len(tracker["occurrences"]))
+        if count is not None:
+            metrics[f"tracker:{tracker['name'].strip()}"] = count
     item = {
         "call_id": meta.get("id"), "source": "gong", "rep": rep, "started_at": meta.get("started"),
         "duration_s": meta.get("duration"), "title": meta.get("title"), "call_type": meta.get("purpose"),
@@ -142,10 +190,367 @@ def from_gong(body: dict[str, Any]) -> ScoredCall:
     return _validate({k: v for k, v in item.items() if v is not None}, "callData")
 
 
-def parse_body(data: Any) -> list[ScoredCall]:
-    """One call object, an array of them, or a Gong webhook body. `isTest` Gong bodies give []."""
+# --- Gong answered scorecards ------------------------------------------------------------------------------------
+
+def _stringify_keys(value: Any) -> Any:
+    """YAML reads `12345:` as an int; Gong ids are numbers-as-strings, so keys become strings."""
+    return {str(k): v for k, v in value.items()} if isinstance(value, dict) else value
+
+
+class GongQuestion(BaseModel):
+    """One Gong scorecard question mapped to a Rehearse criterion, with the question's range from Gong's
+    scorecard settings (`minRange`, `maxRange`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    criterion: str = Field(min_length=1, max_length=64)
+    min_range: float = 1
+    max_range: float = 5
+
+    @model_validator(mode="after")
+    def _range(self) -> GongQuestion:
+        if not self.max_range > self.min_range:
+            raise ValueError(f"max_range ({self.max_range:g}) must be above min_range ({self.min_range:g})")
+        return self
+
+    def percent(self, score: float) -> float:
+        return min(100.0, (score - self.min_range) / (self.max_range - self.min_range) * 100)
+
+
+class GongMapping(BaseModel):
+    """`gong:` in coach.yaml: question id → criterion and range; Gong user id → the rep's email or Slack id."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    questions: Annotated[dict[str, GongQuestion], BeforeValidator(_stringify_keys)] = {}
+    users: Annotated[dict[str, str], BeforeValidator(_stringify_keys)] = {}
+
+
+def _gong_id(value: Any) -> Any:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return value.strip() if isinstance(value, str) else value
+
+
+GongId = Annotated[str, BeforeValidator(_gong_id), Field(min_length=1, max_length=128)]
+
+
+# Gong's own camelCase field names, so that error paths match the body the sender knows.
+class _GongAnswer(BaseModel):
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
+    questionId: GongId
+    isOverall: bool | None = None
+    notApplicable: bool | None = None
+    score: float | None = None
+    answerText: str | None = None
+
+
+class _GongScorecard(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    callId: GongId
+    callStartTime: datetime
+    reviewedUserId: GongId
+    answers: list[_GongAnswer] = []
+
+    @field_validator("callStartTime")
+    @classmethod
+    def _aware(cls, value: datetime) -> datetime:
+        if value.tzinfo is None:
+            raise ValueError("needs a time zone, e.g. 2026-11-20T15:04:05Z")
+        return value
+
+
+# Gong question ids already reported as unmapped (warned once per process, not per body).
+_unmapped_warned: set[str] = set()
+
+
+def _warn_unmapped(question_ids: Iterable[str]) -> None:
+    new = sorted(set(question_ids) - _unmapped_warned)
+    if new:
+        _unmapped_warned.update(new)
+        log.warning("Gong scorecard question ids %s are not mapped in coach.yaml (gong.questions); "
+                    "their answers are ignored", ", ".join(new))
+
+
+def from_gong_scorecards(body: dict[str, Any], mapping: GongMapping) -> list[ScoredCall]:
+    """Gong's `POST /v2/stats/activity/scorecards` answer: one `ScoredCall` per call.
+
+    Scores are normalised by the mapped question's range to 0..100; overall and not-applicable answers and
+    unmapped questions are skipped (unmapped ids are logged once). Several scorecards of one call (several
+    reviewers) average per criterion. The rep is `mapping.users[reviewedUserId]`, else `gong-user:<id>`.
+    """
+    cards = body.get("answeredScorecards") if isinstance(body, dict) else None
+    if not isinstance(cards, list):
+        raise PayloadError([("answeredScorecards", "expected an array of answered scorecards")])
+    problems: list[tuple[str, str]] = []
+    unmapped: list[str] = []
+    calls: dict[str, dict[str, Any]] = {}  # callId → what its scorecards say, in order of first appearance
+    for i, raw in enumerate(cards):
+        where = f"answeredScorecards[{i}]"
+        try:
+            card = _GongScorecard.model_validate(raw)
+        except ValidationError as exc:
+            problems += problems_of(exc, prefix=where)
+            continue
+        call = calls.setdefault(card.callId, {"index": i, "reviewed": card.reviewedUserId,
+                                              "started_at": card.callStartTime, "scores": {}, "evidence": {}})
+        if call["reviewed"] != card.reviewedUserId:
+            problems.append((f"{where}.reviewedUserId", (
+                f"call {card.callId} is already scored for Gong user {call['reviewed']} in "
+                f"answeredScorecards[{call['index']}]; Rehearse keeps one rep per call")))
+            continue
+        for j, answer in enumerate(card.answers):
+            if answer.isOverall or answer.notApplicable:
+                continue
+            question = mapping.questions.get(answer.questionId)
+            if question is None:
+                unmapped.append(answer.questionId)
+                continue
+            path = f"{where}.answers[{j}].score"
+            if answer.score is None:
+                problems.append((path, "required (or mark the answer notApplicable)"))
+            elif not question.min_range <= answer.score <= question.max_range:
+                problems.append((path, f"score {answer.score:g} is outside {question.min_range:g}.."
+                                       f"{question.max_range:g} (question {answer.questionId})"))
+            else:
+                call["scores"].setdefault(question.criterion, []).append(question.percent(answer.score))
+                text = (answer.answerText or "").strip()
+                quotes = call["evidence"].setdefault(question.criterion, [])
+                if text and text[:2000] not in quotes:
+                    quotes.append(text[:2000])
+    _warn_unmapped(unmapped)
+    if problems:
+        raise PayloadError(problems)
+    out = []
+    for call_id, call in calls.items():
+        item = {
+            "call_id": call_id, "source": "gong", "started_at": call["started_at"],
+            "rep": mapping.users.get(call["reviewed"]) or f"gong-user:{call['reviewed']}",
+            "scores": [{"criterion": criterion, "score": round(sum(values) / len(values), 2), "max": 100,
+                        "evidence": [{"quote": q} for q in call["evidence"][criterion]]}
+                       for criterion, values in call["scores"].items()],
+        }
+        try:
+            out.append(ScoredCall.model_validate(item))
+        except ValidationError as exc:
+            rename = {"call_id": "callId", "started_at": "callStartTime", "rep": "reviewedUserId"}
+            problems += [(f"answeredScorecards[{call['index']}].{rename.get(e['loc'][0], e['loc'][0])}", message)
+                         for e, (_, message) in zip(exc.errors(), problems_of(exc), strict=True)]
+    if problems:
+        raise PayloadError(problems)
+    return out
+
+
+# --- CSV for bulk import -----------------------------------------------------------------------------------------
+
+CSV_REQUIRED = ("call_id", "rep", "started_at", "criterion", "score")
+CSV_OPTIONAL = ("source", "duration_s", "title", "call_type", "recording_url", "max", "evidence_quote",
+                "evidence_at_s")
+CSV_METRIC_PREFIX = "metric:"
+_CSV_CALL_FIELDS = ("rep", "started_at", "duration_s", "title", "call_type", "recording_url")
+
+
+class _CellError(ValueError):
+    pass
+
+
+def _csv_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise _CellError(f"{text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise _CellError(f"{text!r} is not a finite number")
+    return value
+
+
+def _csv_whole(text: str) -> int:
+    value = _csv_float(text)
+    if not value.is_integer():
+        raise _CellError(f"{text!r} is not a whole number of seconds")
+    return int(value)
+
+
+def _csv_time(text: str) -> Any:
+    """A comparable form of a timestamp: the UTC instant when it parses with a zone, else the text (pydantic
+    reports the mistake later)."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return text
+    return moment.astimezone(UTC) if moment.tzinfo else text
+
+
+def _csv_header(cells: list[str]) -> tuple[dict[int, str], list[tuple[str, str]]]:
+    """Column index → canonical name (`metric:<name>` keeps the metric's own spelling) and header problems.
+    Columns with a blank header cell are left out (they must stay empty)."""
+    known = CSV_REQUIRED + CSV_OPTIONAL
+    columns: dict[int, str] = {}
+    problems: list[tuple[str, str]] = []
+    for index, cell in enumerate(cells):
+        name = cell.strip()
+        if not name:
+            continue
+        if name.lower().startswith(CSV_METRIC_PREFIX):
+            metric = name[len(CSV_METRIC_PREFIX):].strip()
+            canonical = f"{CSV_METRIC_PREFIX}{metric}"
+            if not metric:
+                problems.append((f"header.{name}", "a metric column needs a name, e.g. metric:talk_ratio"))
+                continue
+        elif name.lower() in known:
+            canonical = name.lower()
+        else:
+            close = difflib.get_close_matches(name.lower(), known, n=1)
+            hint = f"; did you mean {close[0]}?" if close else ""
+            problems.append((f"header.{name}", f"unknown column{hint} Columns: {', '.join(known)}, "
+                                              f"and metric:<name>"))
+            continue
+        if canonical in columns.values():
+            problems.append((f"header.{canonical}", "the column appears twice"))
+            continue
+        columns[index] = canonical
+    for name in CSV_REQUIRED:
+        if name not in columns.values():
+            problems.append((f"header.{name}", "required column is missing"))
+    return columns, problems
+
+
+def parse_csv(text: str) -> list[ScoredCall]:
+    """CSV for bulk import: one row per call and criterion (see docs/formats.md for the header).
+
+    Rows with the same (source, call_id) make one call; its call-level cells must agree (a blank optional cell
+    takes the call's value from its other rows). A row with both `criterion` and `score` blank carries call-level
+    fields and metrics only. Problems are paths like `row 4 (call c-1042).score`, the header being row 1.
+    """
+    rows = csv.reader(io.StringIO(text.removeprefix("\ufeff"), newline=""))
+    header = next(rows, None)
+    if header is None or not any(cell.strip() for cell in header):
+        raise PayloadError([("row 1 (header)", f"the CSV needs a header row: {','.join(CSV_REQUIRED)},...")])
+    columns, problems = _csv_header(header)
+    if problems:
+        raise PayloadError(problems)  # rows cannot be read against a wrong header
+
+    groups: dict[tuple[str, str], dict[str, Any]] = {}
+    for number, cells in enumerate(rows, start=2):
+        if not any(cell.strip() for cell in cells):
+            continue  # a blank line or a row of empty cells
+        row = {columns[i]: cell.strip() for i, cell in enumerate(cells) if i in columns}
+        label = f"row {number} (call {row['call_id']})" if row.get("call_id") else f"row {number}"
+        stray = [i for i, cell in enumerate(cells) if cell.strip() and i not in columns]
+        if stray:
+            where = f"column {stray[0] + 1}" + (" (past the header's last column)" if stray[0] >= len(header) else
+                                               " (its header cell is blank)")
+            problems.append((label, f"has a value in {where}"))
+            continue
+        problems += _csv_row(row, label, groups)
+    if not groups and not problems:
+        raise PayloadError([("(file)", "no calls: the CSV has a header but no rows")])
+
+    calls = []
+    for group in groups.values():
+        try:
+            calls.append(ScoredCall.model_validate(group["item"]))
+        except ValidationError as exc:
+            for error, (_, message) in zip(exc.errors(), problems_of(exc), strict=True):
+                label, column = _csv_origin(group, error["loc"])
+                problems.append((f"{label}.{column}", message))
+    if problems:
+        raise PayloadError(problems)
+    return calls
+
+
+def _csv_row(row: dict[str, str], label: str, groups: dict[tuple[str, str], dict[str, Any]]
+             ) -> list[tuple[str, str]]:
+    """Parse one data row into its call's group; the row's problems."""
+    problems: list[tuple[str, str]] = []
+    values: dict[str, Any] = {}
+    for column, cell in row.items():
+        if not cell:
+            continue
+        try:
+            if column in ("score", "max", "evidence_at_s") or column.startswith(CSV_METRIC_PREFIX):
+                values[column] = _csv_float(cell)
+            elif column == "duration_s":
+                values[column] = _csv_whole(cell)
+            else:
+                values[column] = cell
+        except _CellError as exc:
+            problems.append((f"{label}.{column}", str(exc)))
+    for column in ("call_id", "rep", "started_at"):
+        if column not in values:
+            problems.append((f"{label}.{column}", "required"))
+    if bool(row.get("criterion")) != bool(row.get("score")):
+        missing = "score" if row.get("criterion") else "criterion"
+        problems.append((f"{label}.{missing}", "required (leave both criterion and score blank for a row of "
+                                               "call-level fields only)"))
+    if "evidence_at_s" in values and "evidence_quote" not in values:
+        problems.append((f"{label}.evidence_quote", "required when evidence_at_s is given"))
+    if problems:
+        return problems
+
+    key = (values.get("source", "generic"), values["call_id"])
+    group = groups.get(key)
+    if group is None:
+        group = groups[key] = {"item": {"call_id": key[1], "source": key[0], "scores": [], "metrics": {}},
+                               "origin": {}, "score_rows": [], "criteria": {}, "label": label}
+    item, origin = group["item"], group["origin"]
+    for column in (*_CSV_CALL_FIELDS, *(c for c in values if c.startswith(CSV_METRIC_PREFIX))):
+        if column not in values:
+            continue
+        value = values[column]
+        target = item["metrics"] if column.startswith(CSV_METRIC_PREFIX) else item
+        field = column.removeprefix(CSV_METRIC_PREFIX)
+        if column not in origin:
+            target[field] = value
+            origin[column] = label
+            continue
+        same = (_csv_time(value) == _csv_time(target[field])) if column == "started_at" else value == target[field]
+        if not same:
+            problems.append((f"{label}.{column}", f"{value!r} disagrees with {target[field]!r} in "
+                                                  f"{origin[column]}: a call's rows must agree"))
+    if "criterion" in values:
+        criterion = values["criterion"]
+        if criterion in group["criteria"]:
+            problems.append((f"{label}.criterion", f"{criterion!r} is already scored for this call in "
+                                                   f"{group['criteria'][criterion]}"))
+            return problems
+        group["criteria"][criterion] = label
+        score: dict[str, Any] = {"criterion": criterion, "score": values["score"]}
+        if "max" in values:
+            score["max"] = values["max"]
+        if "evidence_quote" in values:
+            score["evidence"] = [{"quote": values["evidence_quote"], "at_s": values.get("evidence_at_s")}]
+        item["scores"].append(score)
+        group["score_rows"].append(label)
+    return problems
+
+
+_CSV_SCORE_COLUMNS = {"criterion": "criterion", "score": "score", "max": "max", "quote": "evidence_quote",
+                      "at_s": "evidence_at_s"}
+
+
+def _csv_origin(group: dict[str, Any], loc: tuple[int | str, ...]) -> tuple[str, str]:
+    """The row label and column a validation error of a grouped call comes from."""
+    if loc and loc[0] == "scores" and len(loc) > 1 and isinstance(loc[1], int):
+        column = _CSV_SCORE_COLUMNS.get(str(loc[-1]), "score")  # () is the score-in-range check
+        return group["score_rows"][loc[1]], column
+    if loc and loc[0] == "metrics" and len(loc) > 1:
+        column = f"{CSV_METRIC_PREFIX}{loc[1]}"
+    else:
+        column = str(loc[0]) if loc else "call_id"
+    return group["origin"].get(column, group["label"]), column
+
+
+# --- one entry point for JSON bodies -----------------------------------------------------------------------------
+
+def parse_body(data: Any, *, gong: GongMapping | None = None) -> list[ScoredCall]:
+    """One call object, an array of them, a Gong webhook body or Gong answered scorecards.
+
+    `isTest` Gong bodies give []; so does an empty `answeredScorecards` page. `gong` maps scorecard questions
+    and users (coach.yaml `gong:`); without it every question is unmapped and reps are `gong-user:<id>`.
+    """
     if isinstance(data, dict) and "callData" in data:
         return [] if data.get("isTest") else [from_gong(data)]
+    if isinstance(data, dict) and "answeredScorecards" in data:
+        return from_gong_scorecards(data, gong or GongMapping())
     if isinstance(data, dict):
         return [_validate(data, "")]
     if isinstance(data, list):
@@ -160,4 +565,5 @@ def parse_body(data: Any) -> list[ScoredCall]:
         if problems:
             raise PayloadError(problems)
         return calls
-    raise PayloadError([("(body)", "expected a call object, an array of calls or a Gong webhook body")])
+    raise PayloadError([("(body)", "expected a call object, an array of calls, a Gong webhook body or Gong "
+                                   "answered scorecards")])

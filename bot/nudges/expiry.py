@@ -13,7 +13,7 @@ from bot.nudges import lifecycle
 from bot.nudges.approval import approval_card
 from bot.slack import blocks
 from storage import queries
-from storage.models import Nudge, NudgeState, OutboxMessage, Rep, Signal
+from storage.models import Nudge, NudgeState, OutboxMessage
 from storage.outbox import enqueue
 
 log = logging.getLogger(__name__)
@@ -31,8 +31,7 @@ def _expire(session: Session, coach: Coach, nudge: Nudge, *, reason: str, now: d
     posted = session.exec(select(OutboxMessage).where(OutboxMessage.dedupe_key == f"nudge:{nudge.id}:approval")).first()
     if was == NudgeState.PENDING_APPROVAL and posted is not None and posted.error is None:
         if nudge.scenario_id in coach.scenarios:
-            card = approval_card(coach, nudge=nudge, rep=session.get(Rep, nudge.rep_id),
-                                 signal=session.get(Signal, nudge.signal_id) if nudge.signal_id else None)
+            card = approval_card(session, coach, nudge=nudge)
             enqueue(session, method="chat.update", channel=posted.channel, anchor=posted, now=coach.clock(),
                     payload=blocks.expired_message(card, reason=reason, when=now))
     return True

@@ -10,12 +10,10 @@ from sqlmodel import Session
 
 from bot.coach import Coach
 from bot.config import CoachConfig
-from bot.nudges import approval
+from bot.nudges import triage
 from bot.nudges.adapters import ScoredCall
-from bot.nudges.lifecycle import OPEN
-from bot.nudges.signals import Finding, ScorePoint, below_threshold
 from storage import queries
-from storage.models import Call, CallScore, Nudge, Rep, Signal
+from storage.models import Call, CallScore, Rep
 
 log = logging.getLogger(__name__)
 
@@ -94,46 +92,12 @@ def _store(session: Session, call: ScoredCall, rep: Rep, coach: Coach) -> Call |
     return row
 
 
-def _finding(session: Session, coach: Coach, rep: Rep, criterion: str) -> Finding | None:
-    rule = coach.config.criteria.get(criterion)
-    if rule is None:
-        return None
-    rows = queries.recent_scores(session, rep_id=rep.id, criterion=criterion, limit=rule.consecutive_calls)
-    points = [
-        ScorePoint(call_pk=c.id, call_id=c.call_id, started_at=c.started_at, percent=s.percent,
-                   evidence=tuple(s.evidence), recording_url=c.recording_url, title=c.title)
-        for c, s in rows
-    ]
-    return below_threshold(criterion, points, threshold=rule.threshold, consecutive=rule.consecutive_calls)
-
-
-def _signal(session: Session, coach: Coach, rep: Rep, finding: Finding) -> Signal | None:
-    """Record the finding once per triggering call."""
-    quotes = [
-        {"text": e["quote"], "at_s": e.get("at_s"), "call_title": p.title, "recording_url": p.recording_url}
-        for p in reversed(finding.points) for e in p.evidence
-    ]
-    try:
-        with session.begin_nested():
-            signal = Signal(
-                rep_id=rep.id, criterion=finding.criterion, rule=finding.rule,
-                trigger_call_pk=finding.trigger.call_pk, detected_at=coach.clock(),
-                detail={"threshold": finding.threshold, "scores": [p.percent for p in finding.points],
-                        "call_ids": [p.call_id for p in finding.points], "quotes": quotes},
-            )
-            session.add(signal)
-            session.flush()
-    except IntegrityError:
-        return None
-    return signal
-
-
 def ingest_calls(coach: Coach, calls: list[ScoredCall]) -> IngestResult:
     """Store new calls, detect signals and request approval for at most one open nudge per rep."""
     identities = {ref: _identity(coach, ref) for ref in {c.rep for c in calls}}
     result = IngestResult()
     with coach.db.session() as session:
-        touched: dict[int, tuple[Rep, set[str]]] = {}
+        touched: dict[int, Rep] = {}
         for call in sorted(calls, key=lambda c: c.started_at):
             rep = _rep(session, coach, *identities[call.rep])
             if _store(session, call, rep, coach) is None:
@@ -145,20 +109,9 @@ def ingest_calls(coach: Coach, calls: list[ScoredCall]) -> IngestResult:
                 log.warning("call %s/%s: rep %s is not on a team in coach.yaml or unknown to Slack",
                             call.source, call.call_id, call.rep)
                 continue
-            touched.setdefault(rep.id, (rep, set()))[1].update(s.criterion for s in call.scores)
-        for rep, criteria in touched.values():
-            for criterion in sorted(criteria, key=lambda c: -coach.config.criteria[c].weight
-                                    if c in coach.config.criteria else 0):
-                finding = _finding(session, coach, rep, criterion)
-                signal = _signal(session, coach, rep, finding) if finding else None
-                if signal is None or queries.open_nudge(session, rep_id=rep.id, states=OPEN):
-                    continue
-                nudge = Nudge(
-                    rep_id=rep.id, team_id=rep.team_id, signal_id=signal.id, criterion=criterion,
-                    scenario_id=coach.config.criteria[criterion].scenario, created_at=coach.clock(),
-                )
-                session.add(nudge)
-                session.flush()
-                approval.request_approval(session, coach, nudge=nudge, rep=rep, signal=signal)
+            touched[rep.id] = rep
+        for rep in touched.values():
+            nudge = triage.review_rep(session, coach, rep)
+            if nudge is not None:
                 result.nudges.append(nudge.id)
     return result

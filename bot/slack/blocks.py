@@ -67,30 +67,48 @@ class Quote:
         return f"> “{escape(_clip(self.text, 400))}”\n_{where}_"
 
 
+def format_value(value: float, unit: str) -> str:
+    """A rule's value as a manager reads it: 42, 72%, 190 s, 4, yes."""
+    match unit:
+        case "ratio":
+            return f"{value * 100:.0f}%"
+        case "seconds":
+            return f"{value:.0f} s"
+        case "yesno":
+            return "yes" if value >= 1 else "no"
+        case "count":
+            return f"{value:g}"
+    return f"{value:.0f}"
+
+
 @dataclass(frozen=True)
 class ApprovalCard:
     nudge_id: int
     rep_user: str
-    team: str
     criterion_label: str
-    scores: tuple[float, ...]
-    threshold: float
+    values: tuple[str, ...]
+    limit: str
     quotes: tuple[Quote, ...]
     scenario_title: str
     scenario_summary: str
+    priority: str | None = None
+    waiting: tuple[str, ...] = ()
 
 
 def _approval_body(card: ApprovalCard) -> list[dict]:
-    trend = " → ".join(f"{s:.0f}" for s in card.scores)
+    trend = " → ".join(card.values)
     blocks = [
         section(f"*Practice suggested for <@{card.rep_user}>: {card.criterion_label}*\n"
-                f"Last {len(card.scores)} calls: *{trend}* (threshold {card.threshold:.0f})"),
+                f"Last {len(card.values)} calls: *{trend}* ({card.limit})"),
     ]
     if card.quotes:
         blocks.extend(section(q.render()) for q in card.quotes[:2])
     else:
-        blocks.append(context("The scorer sent no evidence quote for these calls."))
-    blocks.append(section(f"*Proposed drill:* {card.scenario_title}\n{card.scenario_summary}"))
+        blocks.append(context("No evidence quote: the scorer sent none for these calls."))
+    why = f"\n_Serves the priority: {escape(card.priority)}_" if card.priority else ""
+    blocks.append(section(f"*Proposed drill:* {card.scenario_title}\n{card.scenario_summary}{why}"))
+    if card.waiting:
+        blocks.append(context(f"Also flagged, waiting (one focus skill at a time): {', '.join(card.waiting)}"))
     return blocks
 
 

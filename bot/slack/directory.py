@@ -65,20 +65,28 @@ class SlackDirectory:
         self._remember(key, found, reverse_key=f"user:{found}" if found else None)
         return found
 
-    def email_for_user(self, user_id: str) -> str | None:
-        key = f"user:{user_id}"
-        fresh, value = self._cached(key)
-        if fresh:
-            return value
+    def _profile(self, user_id: str) -> tuple[str | None, str | None]:
+        """(email, IANA time zone) from users.info, cached like every other answer."""
+        fresh, email = self._cached(f"user:{user_id}")
+        tz_fresh, zone = self._cached(f"tz:{user_id}")
+        if fresh and tz_fresh:
+            return email, zone
         try:
-            user = self._ask("users.info", user=user_id)
+            user = self._ask("users.info", user=user_id) or {}
         except LookupError as exc:
             log.warning("could not look up %s now (%s); will try again", user_id, exc)
-            return None
-        email = ((user or {}).get("profile") or {}).get("email")
-        email = email.lower() if email else None
-        self._remember(key, email, reverse_key=f"email:{email}" if email else None)
-        return email
+            return (email if fresh else None), (zone if tz_fresh else None)
+        email = ((user.get("profile") or {}).get("email") or "").lower() or None
+        self._remember(f"user:{user_id}", email, reverse_key=f"email:{email}" if email else None)
+        self._remember(f"tz:{user_id}", user.get("tz"))
+        return email, user.get("tz")
+
+    def email_for_user(self, user_id: str) -> str | None:
+        return self._profile(user_id)[0]
+
+    def timezone_for(self, user_id: str) -> str | None:
+        """The user's time zone as Slack knows it (their profile setting), or None."""
+        return self._profile(user_id)[1]
 
     def is_one_of(self, user_id: str, people: list[str]) -> bool:
         """True when `user_id` is listed in `people` (Slack ids or emails)."""

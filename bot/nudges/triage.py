@@ -1,0 +1,149 @@
+"""From a rep's calls to at most one nudge: run the rules, record the signals, pick one focus, respect the budget."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, func, select
+
+from bot.coach import Coach
+from bot.nudges import approval
+from bot.nudges.budget import Completed, RepBudget, budget_verdict
+from bot.nudges.focus import choose_focus
+from bot.nudges.lifecycle import OPEN
+from bot.nudges.signals import CallRecord, Finding, evaluate, team_baseline
+from storage import queries
+from storage.models import Call, CallScore, Nudge, NudgeState, Rep, Signal
+
+HISTORY_CALLS = 60  # enough for any rule's consecutive calls, even when only some calls are of the right type
+UNITS = {"talk_ratio": "ratio", "interactivity": "count", "questions": "count", "next_step": "yesno",
+         "longest_monologue_s": "seconds", "longest_customer_story_s": "seconds", "patience_s": "seconds"}
+
+
+def history(session: Session, *, rep_id: int) -> list[CallRecord]:
+    """The rep's latest calls with their scores in percent, as the rules read them."""
+    calls = list(session.exec(select(Call).where(Call.rep_id == rep_id)
+                              .order_by(col(Call.started_at).desc()).limit(HISTORY_CALLS)))
+    scores: dict[int, dict] = {}
+    if calls:
+        for s in session.exec(select(CallScore).where(col(CallScore.call_pk).in_([c.id for c in calls]))):
+            scores.setdefault(s.call_pk, {})[s.criterion] = (s.percent, tuple(s.evidence))
+    return [CallRecord(call_pk=c.id, call_id=c.call_id, started_at=c.started_at, scores=scores.get(c.id, {}),
+                       metrics=c.metrics or {}, call_type=c.call_type, recording_url=c.recording_url, title=c.title)
+            for c in reversed(calls)]
+
+
+def calibrated_thresholds(session: Session, coach: Coach, *, team_id: str, now: datetime) -> dict[str, float]:
+    """For criteria set to the team's baseline: that percentile of the team's recent scores (when enough)."""
+    out = {}
+    for name, rule in coach.config.criteria.items():
+        if rule.baseline_percentile is None:
+            continue
+        rows = session.exec(
+            select(CallScore.score, CallScore.max).join(Call, col(Call.id) == col(CallScore.call_pk))
+            .join(Rep, col(Rep.id) == col(Call.rep_id))
+            .where(Rep.team_id == team_id, CallScore.criterion == name,
+                   Call.started_at >= now - timedelta(days=rule.baseline_days))
+        ).all()
+        if len(rows) >= rule.baseline_min_scores:
+            out[name] = team_baseline([100.0 * s / m for s, m in rows], rule.baseline_percentile)
+    return out
+
+
+def _detail(coach: Coach, finding: Finding, calibrated: bool) -> dict:
+    rule = coach.config.metric_rules.get(finding.criterion)
+    quotes = [{"text": e["quote"], "at_s": e.get("at_s"), "call_title": p.title, "recording_url": p.recording_url}
+              for p in reversed(finding.points) for e in p.evidence]
+    return {"threshold": finding.threshold, "values": [p.value for p in finding.points], "mean": finding.mean,
+            "unit": UNITS.get(rule.metric, "count") if rule else "percent", "calibrated": calibrated,
+            "call_ids": [p.call_id for p in finding.points], "quotes": quotes}
+
+
+def _signal(session: Session, coach: Coach, rep: Rep, finding: Finding, calibrated: bool) -> Signal:
+    """The finding's signal: recorded once per triggering call, found again on later reviews."""
+    existing = session.exec(select(Signal).where(
+        Signal.rep_id == rep.id, Signal.criterion == finding.criterion,
+        Signal.trigger_call_pk == finding.trigger.call_pk)).first()
+    if existing:
+        return existing
+    signal = Signal(rep_id=rep.id, criterion=finding.criterion, rule=finding.rule,
+                    trigger_call_pk=finding.trigger.call_pk, detected_at=coach.clock(),
+                    detail=_detail(coach, finding, calibrated))
+    try:
+        with session.begin_nested():
+            session.add(signal)
+            session.flush()
+    except IntegrityError:  # recorded a moment ago by another request for the same rep
+        return session.exec(select(Signal).where(
+            Signal.rep_id == rep.id, Signal.criterion == finding.criterion,
+            Signal.trigger_call_pk == finding.trigger.call_pk)).one()
+    return signal
+
+
+def _wait(session: Session, signal: Signal, reason: str) -> None:
+    signal.status, signal.wait_reason = "waiting", reason
+    session.add(signal)
+
+
+def rep_budget(session: Session, *, rep_id: int, now: datetime) -> RepBudget:
+    recent = session.exec(select(func.count()).select_from(Nudge).where(
+        Nudge.rep_id == rep_id, Nudge.created_at >= now - timedelta(days=7))).one()
+    completed: dict[str, Completed] = {}
+    for nudge, signal in session.exec(
+        select(Nudge, Signal).join(Signal, col(Signal.id) == col(Nudge.signal_id))
+        .where(Nudge.rep_id == rep_id, Nudge.state == NudgeState.COMPLETED).order_by(col(Nudge.completed_at))
+    ):
+        completed[nudge.criterion] = Completed(at=nudge.completed_at, mean_then=signal.detail.get("mean", 0.0))
+    return RepBudget(open_nudge=queries.open_nudge(session, rep_id=rep_id, states=OPEN) is not None,
+                     nudges_last_7_days=recent, completed=completed)
+
+
+def review_rep(session: Session, coach: Coach, rep: Rep) -> Nudge | None:
+    """Run every rule on the rep's calls; open at most one nudge (one focus skill), within the budget."""
+    now = coach.clock()
+    config = coach.config
+    thresholds = calibrated_thresholds(session, coach, team_id=rep.team_id, now=now)
+    findings = evaluate(history(session, rep_id=rep.id), criteria=config.criteria,
+                        metric_rules=config.metric_rules, thresholds=thresholds)
+    signals = {f.criterion: _signal(session, coach, rep, f, f.criterion in thresholds) for f in findings}
+    candidates = [f for f in findings if signals[f.criterion].status in ("open", "waiting")]
+    if not candidates:
+        return None
+    open_nudge = queries.open_nudge(session, rep_id=rep.id, states=OPEN)
+    if open_nudge is not None:
+        for finding in candidates:
+            signal = signals[finding.criterion]
+            if finding.criterion == open_nudge.criterion:  # more evidence for the skill already in focus
+                signal.status, signal.nudge_id = "attached", open_nudge.id
+                session.add(signal)
+                approval.refresh_card(session, coach, nudge=open_nudge)
+            else:
+                label = config.criterion_label(open_nudge.criterion).lower()
+                _wait(session, signal, f"one focus skill at a time: {label} is open")
+        return None
+    focus = choose_focus(candidates, weights={n: r.weight for n, r in {**config.criteria,
+                                                                      **config.metric_rules}.items()},
+                         boosts={n: p.boost for p in config.priorities for n in p.criteria})
+    rule = config.rule(focus.criterion)
+    verdict = budget_verdict(
+        criterion=focus.criterion, mean_now=focus.mean, worse_is_lower=focus.rule != "metric_above",
+        rep=rep_budget(session, rep_id=rep.id, now=now), weekly_cap=config.budget.weekly_cap,
+        cooldown_days=config.budget.cooldown_days, now=now)
+    if verdict:
+        for finding in candidates:
+            _wait(session, signals[finding.criterion], verdict)
+        return None
+    chosen = signals[focus.criterion]
+    nudge = Nudge(rep_id=rep.id, team_id=rep.team_id, signal_id=chosen.id, criterion=focus.criterion,
+                  scenario_id=rule.scenario, created_at=now)
+    session.add(nudge)
+    session.flush()
+    chosen.status, chosen.nudge_id, chosen.wait_reason = "nudged", nudge.id, None
+    session.add(chosen)
+    for finding in candidates:
+        if finding is not focus:
+            _wait(session, signals[finding.criterion],
+                  f"one focus skill at a time: {config.criterion_label(focus.criterion).lower()} came first")
+    approval.request_approval(session, coach, nudge=nudge, rep=rep, signal=chosen)
+    return nudge
