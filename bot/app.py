@@ -30,6 +30,7 @@ from bot.config import CoachConfig, ConfigError, load_config, unknown_scenarios
 from bot.handlers.web import routes
 from bot.nudges.expiry import expire_after_failed_delivery, expire_stale_nudges
 from bot.nudges.followups import send_due_followups
+from bot.nudges.unmatched import rematch
 from bot.practice.grader import Grader, HeuristicGrader
 from bot.practice.roleplay import Buyer, ScriptedBuyer
 from bot.practice.scenarios import load_scenarios
@@ -163,6 +164,8 @@ def create_app(
                       seconds=settings.followup_sweep_seconds, id="followups", max_instances=1, coalesce=True)
     scheduler.add_job(lambda: expire_stale_nudges(coach, now=coach.clock()), "interval", minutes=5, id="expiry",
                       max_instances=1, coalesce=True)
+    scheduler.add_job(rematch, "interval", args=[coach], hours=1, id="rematch", max_instances=1, coalesce=True,
+                      next_run_time=datetime.now(UTC))  # at start: calls waiting for reps configured since
     app = Rehearse(settings=settings, coach=coach, client=client, bolt=bolt, web=web, sender=sender,
                    scheduler=scheduler)
     db.on_outbox_commit(app.wake_sender)

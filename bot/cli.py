@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 from datetime import UTC, datetime
@@ -69,25 +68,45 @@ def demo(verbose: bool = typer.Option(False, help="Show the app's own logs.")) -
 
 @cli.command()
 def ingest(
-    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="JSON (a call or an array) or JSONL")],
+    file: Annotated[Path | None, typer.Argument(exists=True, dir_okay=False,
+                                                help="JSON (a call or an array), JSONL or CSV")] = None,
+    unmatched: Annotated[bool, typer.Option("--unmatched", help="List calls kept because their rep is unmatched")]
+    = False,
 ) -> None:
     """Import scored calls from a file, as the webhook would; approval messages go out on the next serve."""
     _logging(False)
-    from bot.nudges.adapters import PayloadError, parse_body
+    from bot.nudges.adapters import PayloadError
+    from bot.nudges.call_files import read_call_file
     from bot.nudges.intake import ingest_calls
 
-    text = file.read_text(encoding="utf-8")
+    if unmatched:
+        _list_unmatched(_app(Settings()).coach)
+        return
+    if file is None:
+        _fail(["FILE: give a file to import, or --unmatched to list calls waiting for their rep"], "nothing to do")
+    app = _app(Settings())
     try:
-        data = json.loads(text) if file.suffix != ".jsonl" else [json.loads(line) for line in text.splitlines()
-                                                                  if line.strip()]
-        calls = parse_body(data)
-    except json.JSONDecodeError as exc:
-        _fail([f"{file}: not valid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"], "cannot import")
+        calls = read_call_file(file, gong=app.coach.config.gong)
     except PayloadError as exc:
         _fail([f"{field}: {message}" for field, message in exc.problems], f"{file} has mistakes")
-    result = ingest_calls(_app(Settings()).coach, calls)
+    result = ingest_calls(app.coach, calls)
     out.print(f"accepted {result.accepted}, duplicates {result.duplicates}, "
-              f"unmatched reps {result.unmatched}, nudges proposed {len(result.nudges)}")
+              f"unmatched {result.unmatched}, nudges proposed {len(result.nudges)}")
+
+
+def _list_unmatched(coach) -> None:  # noqa: ANN001
+    from rich.table import Table
+
+    from bot.nudges.unmatched import list_unmatched
+
+    rows = list_unmatched(coach)
+    if not rows:
+        out.print("No unmatched calls: every call belongs to a rep on a team.")
+        return
+    table = Table("rep", "calls", "latest call", "what to fix", title="Calls waiting for their rep")
+    for row in rows:
+        table.add_row(row.rep, str(row.calls), f"{row.latest:%Y-%m-%d}", row.reason)
+    out.print(table)
 
 
 @config_cli.command("check")

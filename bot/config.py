@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from bot.nudges.adapters import GongMapping
 from bot.problems import problems_of
 
 SLACK_USER = re.compile(r"^[UW][A-Z0-9]{2,}$")
@@ -196,6 +197,7 @@ class CoachConfig(_Strict):
     followups: FollowupConfig = FollowupConfig()
     approval: ApprovalConfig = ApprovalConfig()
     priorities: list[PriorityConfig] = []
+    gong: GongMapping = GongMapping()
     scenarios_dir: str | None = None
 
     @model_validator(mode="after")

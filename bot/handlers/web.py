@@ -83,7 +83,7 @@ def routes(*, bolt: App, coach: Coach, webhook_secret: str | None, slack_http: b
         except RecursionError:
             return _error(400, "body is nested too deeply to be a scored call")
         try:
-            calls = parse_body(data)
+            calls = parse_body(data, gong=coach.config.gong)
         except PayloadError as exc:
             problems = [{"field": field, "message": message} for field, message in exc.problems]
             return _error(422, f"{exc.problems[0][0]}: {exc.problems[0][1]}", problems)

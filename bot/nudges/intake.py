@@ -1,8 +1,13 @@
-"""Ingest scored calls: store them once, look for signals, propose one nudge per rep."""
+"""Ingest scored calls: store them once, match them to reps, and review each rep for a nudge.
+
+A call whose rep is not on a team in coach.yaml (or whom Slack does not know yet) is kept as unmatched and
+reviewed once the rep is configured (`bot/nudges/unmatched.py`); nothing is dropped.
+"""
 
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass, field
 
 from sqlalchemy.exc import IntegrityError
@@ -12,10 +17,13 @@ from bot.coach import Coach
 from bot.config import CoachConfig
 from bot.nudges import triage
 from bot.nudges.adapters import ScoredCall
+from bot.nudges.metrics import conversation_metrics
 from storage import queries
 from storage.models import Call, CallScore, Rep
 
 log = logging.getLogger(__name__)
+SLACK_USER = re.compile(r"^[UW][A-Z0-9]{2,}$")
+_warned_criteria: set[str] = set()
 
 
 @dataclass
@@ -34,14 +42,19 @@ def team_for(config: CoachConfig, *, slack_user_id: str | None, email: str | Non
     return None
 
 
-def _identity(coach: Coach, ref: str) -> tuple[str | None, str | None]:
-    """(Slack user id, email) for a rep reference; asks Slack only for what is not known yet."""
+def identity(coach: Coach, ref: str) -> tuple[str | None, str | None]:
+    """(Slack user id, email) for a rep reference; asks Slack only for what is not known yet.
+
+    A reference that is neither (an unmapped Gong user, say) gives (None, None): the call stays unmatched.
+    """
     if "@" in ref:
         with coach.db.session() as session:
             rep = queries.find_rep(session, email=ref)
         if rep and rep.slack_user_id:
             return rep.slack_user_id, ref
         return coach.directory.user_id_for_email(ref), ref
+    if not SLACK_USER.match(ref):
+        return None, None
     with coach.db.session() as session:
         rep = queries.find_rep(session, slack_user_id=ref)
     if rep and rep.team_id:
@@ -50,15 +63,15 @@ def _identity(coach: Coach, ref: str) -> tuple[str | None, str | None]:
     return ref, coach.directory.email_for_user(ref) if needs_email else None
 
 
-def _rep(session: Session, coach: Coach, slack_user_id: str | None, email: str | None) -> Rep:
-    """The rep's row, locked for this transaction (so two batches cannot both open a nudge for them)."""
+def rep_row(session: Session, coach: Coach, slack_user_id: str | None, email: str | None) -> Rep | None:
+    """The rep's row (created if new), locked for this transaction so two batches cannot both nudge them."""
+    if not slack_user_id and not email:
+        return None
     by_id = queries.find_rep(session, slack_user_id=slack_user_id, lock=True) if slack_user_id else None
     by_email = queries.find_rep(session, email=email, lock=True) if email else None
     if by_id is not None and by_email is not None and by_id.id != by_email.id:
         queries.merge_reps(session, keep=by_id, drop=by_email)  # one person first known by id, then by email
-    rep = by_id or by_email
-    if rep is None:
-        rep = Rep(created_at=coach.clock())
+    rep = by_id or by_email or Rep(created_at=coach.clock())
     rep.slack_user_id = rep.slack_user_id or slack_user_id
     rep.email = rep.email or email
     rep.team_id = team_for(coach.config, slack_user_id=rep.slack_user_id, email=rep.email)
@@ -67,16 +80,30 @@ def _rep(session: Session, coach: Coach, slack_user_id: str | None, email: str |
     return rep
 
 
-def _store(session: Session, call: ScoredCall, rep: Rep, coach: Coach) -> Call | None:
+def matched(rep: Rep | None) -> bool:
+    """A rep the loop can coach: on a team in coach.yaml and reachable in Slack."""
+    return rep is not None and rep.team_id is not None and rep.slack_user_id is not None
+
+
+def _warn_unknown_criteria(coach: Coach, call: ScoredCall) -> None:
+    for score in call.scores:
+        if score.criterion not in coach.config.criteria and score.criterion not in _warned_criteria:
+            _warned_criteria.add(score.criterion)
+            log.warning("criterion %r is not in coach.yaml: stored, and ignored by the rules until it is added",
+                        score.criterion)
+
+
+def _store(session: Session, call: ScoredCall, rep: Rep | None, coach: Coach) -> Call | None:
     """Insert the call and its scores; None when it is already stored (same source and call_id)."""
     if queries.call_exists(session, source=call.source, call_id=call.call_id):
         return None
+    metrics = call.metrics or (conversation_metrics(call.transcript).as_dict() if call.transcript else {})
     try:
         with session.begin_nested():
             row = Call(
-                source=call.source, call_id=call.call_id, rep_ref=call.rep, rep_id=rep.id,
+                source=call.source, call_id=call.call_id, rep_ref=call.rep, rep_id=rep.id if rep else None,
                 started_at=call.started_at, duration_s=call.duration_s, title=call.title,
-                call_type=call.call_type, recording_url=call.recording_url, metrics=call.metrics,
+                call_type=call.call_type, recording_url=call.recording_url, metrics=metrics,
                 received_at=coach.clock(),
             )
             session.add(row)
@@ -93,21 +120,22 @@ def _store(session: Session, call: ScoredCall, rep: Rep, coach: Coach) -> Call |
 
 
 def ingest_calls(coach: Coach, calls: list[ScoredCall]) -> IngestResult:
-    """Store new calls, detect signals and request approval for at most one open nudge per rep."""
-    identities = {ref: _identity(coach, ref) for ref in {c.rep for c in calls}}
+    """Store new calls, then review each matched rep they touched for at most one new nudge."""
+    identities = {ref: identity(coach, ref) for ref in {c.rep for c in calls}}
     result = IngestResult()
     with coach.db.session() as session:
         touched: dict[int, Rep] = {}
         for call in sorted(calls, key=lambda c: c.started_at):
-            rep = _rep(session, coach, *identities[call.rep])
+            rep = rep_row(session, coach, *identities[call.rep])
             if _store(session, call, rep, coach) is None:
                 result.duplicates += 1
                 continue
             result.accepted += 1
-            if rep.team_id is None or rep.slack_user_id is None:
+            _warn_unknown_criteria(coach, call)
+            if not matched(rep):
                 result.unmatched += 1
-                log.warning("call %s/%s: rep %s is not on a team in coach.yaml or unknown to Slack",
-                            call.source, call.call_id, call.rep)
+                log.warning("call %s/%s kept as unmatched: rep %s is not on a team in coach.yaml or unknown to "
+                            "Slack (`rehearse ingest --unmatched` lists them)", call.source, call.call_id, call.rep)
                 continue
             touched[rep.id] = rep
         for rep in touched.values():
