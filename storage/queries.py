@@ -63,23 +63,6 @@ def merge_reps(session: Session, *, keep: Rep, drop: Rep) -> None:
     session.flush()
 
 
-def call_exists(session: Session, *, source: str, call_id: str) -> bool:
-    query = select(Call.id).where(Call.source == source, Call.call_id == call_id)
-    return session.exec(query).first() is not None
-
-
-def recent_scores(session: Session, *, rep_id: int, criterion: str, limit: int) -> list[tuple[Call, CallScore]]:
-    """The rep's latest `limit` scores on one criterion, newest first."""
-    query = (
-        select(Call, CallScore)
-        .join(CallScore, col(CallScore.call_pk) == col(Call.id))
-        .where(Call.rep_id == rep_id, CallScore.criterion == criterion)
-        .order_by(col(Call.started_at).desc(), col(Call.id).desc())
-        .limit(limit)
-    )
-    return list(session.exec(query))
-
-
 def open_nudge(session: Session, *, rep_id: int, states: Iterable[NudgeState]) -> Nudge | None:
     query = select(Nudge).where(Nudge.rep_id == rep_id, col(Nudge.state).in_(list(states)))
     return session.exec(query.order_by(col(Nudge.id).desc())).first()

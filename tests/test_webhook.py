@@ -139,3 +139,33 @@ def test_one_person_known_first_by_id_then_by_email_becomes_one_rep(harness):
         assert len(reps) == 1 and reps[0].email == "sam@example.com"
         assert {c.rep_id for c in session.exec(select(Call))} == {reps[0].id}
     assert "<@U0SAM>" in str(harness.approval_message()["blocks"])
+
+
+def test_gong_scorecards_complete_a_call_the_gong_webhook_sent_earlier(start_app):
+    import copy
+
+    from tests.conftest import TEST_CONFIG
+
+    config = copy.deepcopy(TEST_CONFIG)
+    config["gong"] = {"questions": {"6543": {"criterion": "objection_handling", "min_range": 1, "max_range": 5}},
+                      "users": {"2345": "alex@example.com"}}
+    harness = start_app(config=config)
+    body = {"isTest": False, "callData": {
+        "metaData": {"id": "778", "started": "2026-11-20T15:04:05Z", "primaryUserId": "2345"},
+        "parties": [{"userId": "2345", "emailAddress": "alex@example.com", "affiliation": "Internal"}],
+        "interaction": {"interactionStats": [{"name": "Talk Ratio", "value": 61}]}}}
+    scorecards = {"answeredScorecards": [{
+        "answeredScorecardId": "1", "scorecardId": "9", "scorecardName": "Negotiation", "callId": "778",
+        "callStartTime": "2026-11-20T15:04:05Z", "reviewedUserId": "2345", "reviewerUserId": "77",
+        "reviewTime": "2026-11-21T10:00:00Z",
+        "answers": [{"questionId": "6543", "isOverall": False, "score": 2, "answerText": "Gave 20% away",
+                     "notApplicable": False}]}]}
+    assert harness.send_calls(body).json() == {"accepted": 1, "duplicates": 0}
+    assert harness.send_calls(scorecards).json() == {"accepted": 1, "duplicates": 0}
+    assert harness.send_calls(scorecards).json() == {"accepted": 0, "duplicates": 1}
+    with harness.app.coach.db.session() as session:
+        call = session.exec(select(Call)).one()
+        from storage.models import CallScore
+
+        score = session.exec(select(CallScore)).one()
+    assert call.metrics == {"talk_ratio": 0.61} and (score.criterion, score.percent) == ("objection_handling", 25)

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import csv
 import difflib
+import gc
 import io
 import logging
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -369,14 +371,18 @@ def _csv_whole(text: str) -> int:
     return int(value)
 
 
-def _csv_time(text: str) -> Any:
-    """A comparable form of a timestamp: the UTC instant when it parses with a zone, else the text (pydantic
-    reports the mistake later)."""
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        return text
-    return moment.astimezone(UTC) if moment.tzinfo else text
+def _csv_same(column: str, value: Any) -> Any:
+    """The form two cells of a call are compared in: a timestamp's UTC instant (when it parses with a zone; else
+    the text, and pydantic reports the mistake later), an email in lower case, anything else as it is."""
+    if column == "started_at":
+        try:
+            moment = datetime.fromisoformat(value)
+        except ValueError:
+            return value
+        return moment.astimezone(UTC) if moment.tzinfo else value
+    if column == "rep" and "@" in value:
+        return value.lower()
+    return value
 
 
 def _csv_header(cells: list[str]) -> tuple[dict[int, str], list[tuple[str, str]]]:
@@ -413,6 +419,19 @@ def _csv_header(cells: list[str]) -> tuple[dict[int, str], list[tuple[str, str]]
     return columns, problems
 
 
+@contextmanager
+def _bulk() -> Iterator[None]:
+    """Pause CPython's cyclic garbage collector while building many small acyclic objects: on 100,000 calls its
+    repeated full scans cost more than the parsing itself. Reference counting still frees memory meanwhile."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def parse_csv(text: str) -> list[ScoredCall]:
     """CSV for bulk import: one row per call and criterion (see docs/formats.md for the header).
 
@@ -420,6 +439,11 @@ def parse_csv(text: str) -> list[ScoredCall]:
     takes the call's value from its other rows). A row with both `criterion` and `score` blank carries call-level
     fields and metrics only. Problems are paths like `row 4 (call c-1042).score`, the header being row 1.
     """
+    with _bulk():
+        return _parse_csv(text)
+
+
+def _parse_csv(text: str) -> list[ScoredCall]:
     rows = csv.reader(io.StringIO(text.removeprefix("\ufeff"), newline=""))
     header = next(rows, None)
     if header is None or not any(cell.strip() for cell in header):
@@ -427,20 +451,36 @@ def parse_csv(text: str) -> list[ScoredCall]:
     columns, problems = _csv_header(header)
     if problems:
         raise PayloadError(problems)  # rows cannot be read against a wrong header
+    width = len(header)
+    plan = [(index, column, _csv_reader(column)) for index, column in sorted(columns.items())]
+    unnamed = [index for index in range(width) if index not in columns]
+    call_columns = [c for c in _CSV_CALL_FIELDS if c in columns.values()]
+    call_columns += [c for c in columns.values() if c.startswith(CSV_METRIC_PREFIX)]
 
     groups: dict[tuple[str, str], dict[str, Any]] = {}
     for number, cells in enumerate(rows, start=2):
-        if not any(cell.strip() for cell in cells):
+        values: dict[str, Any] = {}
+        bad: list[tuple[str, str]] = []
+        for index, column, read in plan:
+            cell = cells[index].strip() if index < len(cells) else ""
+            if cell:
+                try:
+                    values[column] = read(cell)
+                except _CellError as exc:
+                    values[column] = None
+                    bad.append((column, str(exc)))
+        call_id = values.get("call_id")
+        label = f"row {number} (call {call_id})" if call_id else f"row {number}"
+        stray = [i for i in unnamed if i < len(cells) and cells[i].strip()]
+        stray += [i for i in range(width, len(cells)) if cells[i].strip()]
+        if not values and not stray:
             continue  # a blank line or a row of empty cells
-        row = {columns[i]: cell.strip() for i, cell in enumerate(cells) if i in columns}
-        label = f"row {number} (call {row['call_id']})" if row.get("call_id") else f"row {number}"
-        stray = [i for i, cell in enumerate(cells) if cell.strip() and i not in columns]
         if stray:
-            where = f"column {stray[0] + 1}" + (" (past the header's last column)" if stray[0] >= len(header) else
-                                               " (its header cell is blank)")
-            problems.append((label, f"has a value in {where}"))
+            where = "past the header's last column" if stray[0] >= width else "its header cell is blank"
+            problems.append((label, f"has a value in column {stray[0] + 1} ({where})"))
             continue
-        problems += _csv_row(row, label, groups)
+        problems += [(f"{label}.{column}", message) for column, message in bad]
+        problems += _csv_row(values, label, groups, call_columns, bool(bad))
     if not groups and not problems:
         raise PayloadError([("(file)", "no calls: the CSV has a header but no rows")])
 
@@ -457,33 +497,26 @@ def parse_csv(text: str) -> list[ScoredCall]:
     return calls
 
 
-def _csv_row(row: dict[str, str], label: str, groups: dict[tuple[str, str], dict[str, Any]]
-             ) -> list[tuple[str, str]]:
-    """Parse one data row into its call's group; the row's problems."""
+def _csv_reader(column: str) -> Any:
+    if column in ("score", "max", "evidence_at_s") or column.startswith(CSV_METRIC_PREFIX):
+        return _csv_float
+    return _csv_whole if column == "duration_s" else str
+
+
+def _csv_row(values: dict[str, Any], label: str, groups: dict[tuple[str, str], dict[str, Any]],
+             call_columns: list[str], bad: bool) -> list[tuple[str, str]]:
+    """Add one data row (its non-blank cells read; None where unreadable) to its call's group; its problems."""
     problems: list[tuple[str, str]] = []
-    values: dict[str, Any] = {}
-    for column, cell in row.items():
-        if not cell:
-            continue
-        try:
-            if column in ("score", "max", "evidence_at_s") or column.startswith(CSV_METRIC_PREFIX):
-                values[column] = _csv_float(cell)
-            elif column == "duration_s":
-                values[column] = _csv_whole(cell)
-            else:
-                values[column] = cell
-        except _CellError as exc:
-            problems.append((f"{label}.{column}", str(exc)))
     for column in ("call_id", "rep", "started_at"):
         if column not in values:
             problems.append((f"{label}.{column}", "required"))
-    if bool(row.get("criterion")) != bool(row.get("score")):
-        missing = "score" if row.get("criterion") else "criterion"
+    if ("criterion" in values) != ("score" in values):
+        missing = "score" if "criterion" in values else "criterion"
         problems.append((f"{label}.{missing}", "required (leave both criterion and score blank for a row of "
                                                "call-level fields only)"))
     if "evidence_at_s" in values and "evidence_quote" not in values:
         problems.append((f"{label}.evidence_quote", "required when evidence_at_s is given"))
-    if problems:
+    if problems or bad:
         return problems
 
     key = (values.get("source", "generic"), values["call_id"])
@@ -492,18 +525,16 @@ def _csv_row(row: dict[str, str], label: str, groups: dict[tuple[str, str], dict
         group = groups[key] = {"item": {"call_id": key[1], "source": key[0], "scores": [], "metrics": {}},
                                "origin": {}, "score_rows": [], "criteria": {}, "label": label}
     item, origin = group["item"], group["origin"]
-    for column in (*_CSV_CALL_FIELDS, *(c for c in values if c.startswith(CSV_METRIC_PREFIX))):
-        if column not in values:
+    for column in call_columns:
+        value = values.get(column)
+        if value is None:
             continue
-        value = values[column]
-        target = item["metrics"] if column.startswith(CSV_METRIC_PREFIX) else item
-        field = column.removeprefix(CSV_METRIC_PREFIX)
+        metric = column.startswith(CSV_METRIC_PREFIX)
+        target, field = (item["metrics"], column[len(CSV_METRIC_PREFIX):]) if metric else (item, column)
         if column not in origin:
             target[field] = value
             origin[column] = label
-            continue
-        same = (_csv_time(value) == _csv_time(target[field])) if column == "started_at" else value == target[field]
-        if not same:
+        elif value != target[field] and _csv_same(column, value) != _csv_same(column, target[field]):
             problems.append((f"{label}.{column}", f"{value!r} disagrees with {target[field]!r} in "
                                                   f"{origin[column]}: a call's rows must agree"))
     if "criterion" in values:

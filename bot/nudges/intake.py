@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass, field
 
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from bot.coach import Coach
 from bot.config import CoachConfig
@@ -93,11 +93,34 @@ def _warn_unknown_criteria(coach: Coach, call: ScoredCall) -> None:
                         score.criterion)
 
 
-def _store(session: Session, call: ScoredCall, rep: Rep | None, coach: Coach) -> Call | None:
-    """Insert the call and its scores; None when it is already stored (same source and call_id)."""
-    if queries.call_exists(session, source=call.source, call_id=call.call_id):
+def _add_scores(session: Session, row: Call, scores: list) -> None:
+    for score in scores:
+        session.add(CallScore(call_pk=row.id, criterion=score.criterion, score=score.score, max=score.max,
+                              evidence=[e.model_dump(exclude_none=True) for e in score.evidence]))
+
+
+def _complete(session: Session, row: Call, call: ScoredCall, metrics: dict, rep: Rep | None) -> Call | None:
+    """A call already stored: add what this delivery brings that it lacks (Gong sends a call's metrics and its
+    scorecards separately). None when it brings nothing new: a duplicate."""
+    known = set(session.exec(select(CallScore.criterion).where(CallScore.call_pk == row.id)).all())
+    scores = [s for s in call.scores if s.criterion not in known]
+    extra = {k: v for k, v in metrics.items() if k not in (row.metrics or {})}
+    if not scores and not extra:
         return None
+    _add_scores(session, row, scores)
+    row.metrics = {**(row.metrics or {}), **extra}
+    row.rep_id = row.rep_id or (rep.id if rep else None)
+    session.add(row)
+    session.flush()
+    return row
+
+
+def _store(session: Session, call: ScoredCall, rep: Rep | None, coach: Coach) -> Call | None:
+    """Insert the call and its scores; None when it is already stored (same source and call_id) as it is."""
     metrics = call.metrics or (conversation_metrics(call.transcript).as_dict() if call.transcript else {})
+    existing = session.exec(select(Call).where(Call.source == call.source, Call.call_id == call.call_id)).first()
+    if existing is not None:
+        return _complete(session, existing, call, metrics, rep)
     try:
         with session.begin_nested():
             row = Call(
@@ -108,11 +131,7 @@ def _store(session: Session, call: ScoredCall, rep: Rep | None, coach: Coach) ->
             )
             session.add(row)
             session.flush()
-            for score in call.scores:
-                session.add(CallScore(
-                    call_pk=row.id, criterion=score.criterion, score=score.score, max=score.max,
-                    evidence=[e.model_dump(exclude_none=True) for e in score.evidence],
-                ))
+            _add_scores(session, row, call.scores)
             session.flush()
     except IntegrityError:  # the same call arrived at the same moment through another request
         return None
