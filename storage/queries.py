@@ -11,7 +11,6 @@ from sqlmodel import Session, col, select
 from storage.models import (
     AuditEntry,
     Call,
-    CallScore,
     FollowUp,
     Grade,
     Nudge,
