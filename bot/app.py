@@ -28,8 +28,10 @@ from bot import handlers
 from bot.coach import Coach, utcnow
 from bot.config import CoachConfig, ConfigError, load_config, unknown_scenarios
 from bot.handlers.web import routes
+from bot.nudges.approval import ask_managers_after_rep_first
 from bot.nudges.expiry import expire_after_failed_delivery, expire_stale_nudges
 from bot.nudges.followups import send_due_followups
+from bot.nudges.reminders import remind_managers
 from bot.nudges.unmatched import rematch
 from bot.practice.grader import Grader, HeuristicGrader
 from bot.practice.roleplay import Buyer, ScriptedBuyer
@@ -91,9 +93,9 @@ class Rehearse:
             self.scheduler.modify_job("outbox", next_run_time=datetime.now(UTC))
 
     def run_due_jobs(self, now: datetime | None = None) -> int:
-        """Expire stale nudges and send due follow-ups (as of `now`), then drain the outbox; returns follow-ups sent."""
+        """Run every periodic job as of `now`, then drain the outbox; returns follow-ups sent."""
         now = now or self.coach.clock()
-        expire_stale_nudges(self.coach, now=now)
+        chase_approvals(self.coach, now=now)
         count = send_due_followups(self.coach, now=now)
         self.sender.drain()
         return count
@@ -122,6 +124,13 @@ class Rehearse:
             uvicorn.run(self.web, host=host, port=self.settings.port, log_level="info")
         finally:
             self.stop()
+
+
+def chase_approvals(coach: Coach, *, now: datetime) -> None:
+    """Ask managers about rep-first nudges not started in time, remind, then expire what nobody decided."""
+    ask_managers_after_rep_first(coach, now=now)
+    remind_managers(coach, now=now)
+    expire_stale_nudges(coach, now=now)
 
 
 def create_app(
@@ -162,7 +171,7 @@ def create_app(
                       max_instances=1, coalesce=True)
     scheduler.add_job(lambda: send_due_followups(coach, now=coach.clock()), "interval",
                       seconds=settings.followup_sweep_seconds, id="followups", max_instances=1, coalesce=True)
-    scheduler.add_job(lambda: expire_stale_nudges(coach, now=coach.clock()), "interval", minutes=5, id="expiry",
+    scheduler.add_job(lambda: chase_approvals(coach, now=coach.clock()), "interval", minutes=5, id="approvals",
                       max_instances=1, coalesce=True)
     scheduler.add_job(rematch, "interval", args=[coach], hours=1, id="rematch", max_instances=1, coalesce=True,
                       next_run_time=datetime.now(UTC))  # at start: calls waiting for reps configured since

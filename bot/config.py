@@ -42,6 +42,15 @@ def _person(value: str) -> str:
     return value.lower() if "@" in value else value
 
 
+class ApprovalConfig(_Strict):
+    """manual: the manager approves each nudge; auto: the rep gets it at once and the channel an FYI;
+    rep_first: the rep gets it privately and the manager is asked only if the rep has not started within
+    `rep_first_hours`."""
+
+    policy: Literal["manual", "auto", "rep_first"] = "manual"
+    rep_first_hours: int = Field(default=24, ge=1, le=336)
+
+
 class TeamConfig(_Strict):
     id: str
     name: str | None = None
@@ -51,6 +60,7 @@ class TeamConfig(_Strict):
     digest_channel: str | None = None
     timezone: str = "UTC"
     reps: list[str] = []
+    approval: ApprovalConfig | None = None  # this team's policy; the top-level `approval` otherwise
 
     @field_validator("id")
     @classmethod
@@ -185,10 +195,6 @@ class FollowupConfig(_Strict):
         return days
 
 
-class ApprovalConfig(_Strict):
-    policy: Literal["manual"] = "manual"
-
-
 class CoachConfig(_Strict):
     teams: list[TeamConfig] = Field(min_length=1)
     criteria: dict[str, CriterionConfig] = Field(min_length=1)
@@ -224,6 +230,10 @@ class CoachConfig(_Strict):
 
     def team(self, team_id: str) -> TeamConfig | None:
         return next((t for t in self.teams if t.id == team_id), None)
+
+    def approval_for(self, team_id: str) -> ApprovalConfig:
+        team = self.team(team_id)
+        return (team.approval if team and team.approval else None) or self.approval
 
     def rule(self, name: str) -> CriterionConfig | MetricRuleConfig | None:
         """The criterion or metric rule a nudge is about."""

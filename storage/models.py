@@ -22,8 +22,10 @@ class NudgeState(StrEnum):
     SKIPPED = "skipped"
     EXPIRED = "expired"
     DELIVERED = "delivered"
+    DISPUTED = "disputed"
     PRACTISING = "practising"
     COMPLETED = "completed"
+    WITHDRAWN = "withdrawn"
 
 
 class OutboxStatus(StrEnum):
@@ -123,8 +125,27 @@ class Nudge(SQLModel, table=True):
     approval_ts: str | None = None
     decided_by: str | None = None
     decided_at: datetime | None = None
+    skip_reason: str | None = None
+    policy: str = Field(default="manual", max_length=16)
+    ask_manager_at: datetime | None = Field(default=None, description="rep-first: when the manager is asked")
+    reminded_at: datetime | None = None
     created_at: datetime
     completed_at: datetime | None = None
+
+
+class Dispute(SQLModel, table=True):
+    """A rep saying a nudge does not look right; the manager keeps or withdraws it."""
+
+    __tablename__ = "disputes"
+    id: int | None = Field(default=None, primary_key=True)
+    nudge_id: int = Field(foreign_key="nudges.id", index=True)
+    rep_id: int = Field(foreign_key="reps.id")
+    criterion: str = Field(max_length=64, index=True)
+    comment: str
+    opened_at: datetime
+    outcome: str | None = Field(default=None, max_length=16, description="kept or withdrawn")
+    decided_by: str | None = None
+    decided_at: datetime | None = None
 
 
 class PracticeSession(SQLModel, table=True):

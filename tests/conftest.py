@@ -102,6 +102,19 @@ class Harness:
     def thread(self, message: dict) -> list[dict]:
         return self.standin.messages_in(message["channel"], thread_ts=message["ts"])
 
+    def modal(self, index: int = 0) -> dict:
+        return self.standin.wait_for(lambda: self.standin.modals[index] if len(self.standin.modals) > index else None)
+
+    def skip(self, approval: dict, *, user: str = MANAGER, reason: str | None = None) -> None:
+        """Click Skip and submit the modal it opens."""
+        from bot.slack import ids
+
+        opened = len(self.standin.modals)
+        assert self.slack.click(approval, ids.SKIP, user=user).status_code == 200
+        view = self.modal(opened)
+        typed = {(ids.REASON_BLOCK, ids.REASON_INPUT): reason}
+        assert self.slack.submit(view, user=user, values=typed).status_code == 200
+
 
 def make_settings(database_url: str, standin: SlackStandIn) -> Settings:
     return Settings(SLACK_BOT_TOKEN=standin.bot_token, SLACK_SIGNING_SECRET=SIGNING_SECRET,

@@ -86,17 +86,16 @@ def test_double_click_makes_one_decision(harness):
     harness.send_calls(low_calls())
     approval = harness.approval_message()
     harness.slack.click(approval, ids.APPROVE, user=MANAGER)
-    harness.slack.click(approval, ids.SKIP, user=MANAGER)
+    harness.slack.click(approval, ids.APPROVE, user=MANAGER)
     second = harness.standin.wait_for(
         lambda: next((m for m in harness.standin.messages if m.get("ephemeral")), None))
     assert "already" in second["text"] and f"<@{MANAGER}>" in second["text"]
     harness.standin.wait_for(lambda: approval.get("updated"))
     with harness.app.coach.db.session() as session:
         state = session.exec(select(Nudge)).one().state
-    assert state in (NudgeState.DELIVERED, NudgeState.SKIPPED)
-    expected_dms = 1 if state == NudgeState.DELIVERED else 0
+    assert state == NudgeState.DELIVERED
     harness.app.sender.drain()
-    assert len(harness.standin.messages_in(REP)) == expected_dms
+    assert len(harness.standin.messages_in(REP)) == 1
     assert len(harness.standin.calls_to("chat.update")) == 1
 
 

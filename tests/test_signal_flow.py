@@ -100,12 +100,9 @@ def test_a_new_signal_on_the_open_nudge_adds_its_evidence(harness):
 
 
 def test_the_weekly_cap_holds_back_a_second_nudge(start_app):
-    from bot.slack import ids
-    from tests.conftest import MANAGER
-
     harness = start_app(config=_config(budget={**TEST_CONFIG["budget"], "weekly_cap": 1}))
     harness.send_calls(low_calls())
-    harness.slack.click(harness.approval_message(), ids.SKIP, user=MANAGER)
+    harness.skip(harness.approval_message())
     harness.standin.wait_for(lambda: harness.approval_message().get("updated"))
     harness.send_calls([scored_call("c-4", 30, days_ago=0.5)])
     with harness.app.coach.db.session() as session:

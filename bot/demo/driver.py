@@ -96,6 +96,19 @@ class SlackDriver:
         return self.post("payload=" + urllib.parse.quote(json.dumps(payload)),
                          "application/x-www-form-urlencoded")
 
+    def submit(self, view: dict, *, user: str, values: dict[tuple[str, str], str | None]) -> httpx.Response:
+        """Submit a modal the bot opened (`view` as the Slack stand-in recorded it), with typed-in values."""
+        state = {"values": {}}
+        for (block_id, action_id), value in values.items():
+            state["values"].setdefault(block_id, {})[action_id] = {"type": "plain_text_input", "value": value}
+        payload = {
+            "type": "view_submission", "team": {"id": TEAM_ID, "domain": "rehearse-demo"},
+            "user": {"id": user, "username": user.lower(), "team_id": TEAM_ID},
+            "api_app_id": "A0REHEARSE", "token": "legacy", "trigger_id": f"{next(_ids)}.1.abc",
+            "view": {**view, "state": state, "hash": f"{next(_ids)}.hash"}, "response_urls": [],
+        }
+        return self.post("payload=" + urllib.parse.quote(json.dumps(payload)), "application/x-www-form-urlencoded")
+
     def command(self, command: str, *, user: str, text: str = "", channel: str = "C0GENERAL") -> httpx.Response:
         form = {"token": "legacy", "team_id": TEAM_ID, "channel_id": channel, "user_id": user,
                 "command": command, "text": text, "response_url": "https://hooks.slack.invalid/commands/1",

@@ -60,6 +60,7 @@ class SlackStandIn:
         self.calls: list[Call] = []
         self.messages: list[dict] = []
         self.views: dict[str, dict] = {}
+        self.modals: list[dict] = []  # every modal opened with views.open, in order
         # file_id -> {"id", "name", "title", "length", "content": bytes | None (until uploaded)}
         self.files: dict[str, dict] = {}
         self._users: dict[str, dict] = {}
@@ -332,6 +333,16 @@ class SlackStandIn:
             raise SlackApiFailure("invalid_arguments")
         self.views[p["user_id"]] = view
         return {"view": {"id": "V" + p["user_id"][1:], "team_id": self.team_id, **view}}
+
+    def _api_views_open(self, p: dict) -> dict:
+        view = p.get("view")
+        if not p.get("trigger_id") or not isinstance(view, dict) or view.get("type") != "modal":
+            raise SlackApiFailure("invalid_arguments")
+        if len(str((view.get("title") or {}).get("text", ""))) > 24:
+            raise SlackApiFailure("invalid_arguments")  # Slack caps modal titles at 24 characters
+        opened = {"id": f"V{len(self.modals) + 1:08d}", "team_id": self.team_id, **view}
+        self.modals.append(opened)
+        return {"view": opened}
 
     def _api_files_getUploadURLExternal(self, p: dict) -> dict:
         if not p.get("filename") or not str(p.get("length") or "").isdigit():

@@ -1,32 +1,83 @@
-"""Approve / Skip clicks on the approval message."""
+"""The approval message (Approve, Skip with a reason, change the drill) and disputes (Keep / Withdraw)."""
 
 from __future__ import annotations
+
+import json
 
 from slack_bolt import App
 
 from bot.coach import Coach
-from bot.nudges import approval
-from bot.slack import ids
+from bot.nudges import approval, disputes
+from bot.slack import blocks, ids
 
 
-def _decide(body: dict, coach: Coach, *, approve: bool) -> None:
-    action = body["actions"][0]
-    approval.decide(
-        coach, nudge_id=int(action["value"]), user_id=body["user"]["id"], approve=approve,
-        channel=body["container"]["channel_id"], message_ts=body["container"]["message_ts"],
-    )
+def _where(body: dict) -> dict:
+    return {"channel": body["container"]["channel_id"], "message_ts": body["container"]["message_ts"]}
 
 
 def approve_nudge(ack, body, coach: Coach) -> None:
     ack()
-    _decide(body, coach, approve=True)
+    approval.decide(coach, nudge_id=int(body["actions"][0]["value"]), user_id=body["user"]["id"], approve=True,
+                    **_where(body))
 
 
-def skip_nudge(ack, body, coach: Coach) -> None:
+def skip_nudge(ack, body, client, coach: Coach) -> None:
+    """Skip asks for an optional reason first; the modal must open within 3 s, so it is not an outbox row."""
     ack()
-    _decide(body, coach, approve=False)
+    nudge_id = int(body["actions"][0]["value"])
+    where = _where(body)
+    if approval.may_decide(coach, nudge_id=nudge_id, user_id=body["user"]["id"],
+                           channel=where["channel"]).outcome == "may_decide":
+        client.views_open(trigger_id=body["trigger_id"],
+                          view=blocks.skip_modal(metadata=json.dumps({"nudge_id": nudge_id, **where})))
+
+
+def skip_submitted(ack, body, view, coach: Coach) -> None:
+    ack()
+    where = json.loads(view["private_metadata"])
+    reason = view["state"]["values"].get(ids.REASON_BLOCK, {}).get(ids.REASON_INPUT, {}).get("value")
+    approval.decide(coach, nudge_id=where["nudge_id"], user_id=body["user"]["id"], approve=False,
+                    channel=where["channel"], message_ts=where["message_ts"], reason=reason)
+
+
+def change_scenario(ack, body, coach: Coach) -> None:
+    ack()
+    nudge_id, _, scenario_id = body["actions"][0]["selected_option"]["value"].partition(":")
+    approval.change_scenario(coach, nudge_id=int(nudge_id), user_id=body["user"]["id"], scenario_id=scenario_id,
+                             **_where(body))
+
+
+def dispute_nudge(ack, body, client) -> None:
+    ack()
+    client.views_open(trigger_id=body["trigger_id"],
+                      view=blocks.dispute_modal(metadata=json.dumps({"nudge_id": int(body["actions"][0]["value"])})))
+
+
+def dispute_submitted(ack, body, view, coach: Coach) -> None:
+    ack()
+    comment = view["state"]["values"][ids.COMMENT_BLOCK][ids.COMMENT_INPUT]["value"] or ""
+    disputes.open_dispute(coach, nudge_id=json.loads(view["private_metadata"])["nudge_id"],
+                          user_id=body["user"]["id"], comment=comment)
+
+
+def keep_nudge(ack, body, coach: Coach) -> None:
+    ack()
+    disputes.settle_dispute(coach, dispute_id=int(body["actions"][0]["value"]), user_id=body["user"]["id"],
+                            keep=True, **_where(body))
+
+
+def withdraw_nudge(ack, body, coach: Coach) -> None:
+    ack()
+    disputes.settle_dispute(coach, dispute_id=int(body["actions"][0]["value"]), user_id=body["user"]["id"],
+                            keep=False, **_where(body))
 
 
 def register(app: App) -> None:
     app.action(ids.APPROVE)(approve_nudge)
     app.action(ids.SKIP)(skip_nudge)
+    app.view(ids.SKIP_REASON_VIEW)(skip_submitted)
+    app.action(ids.CHANGE_SCENARIO)(change_scenario)
+    app.action(ids.DISPUTE)(dispute_nudge)
+    app.view(ids.DISPUTE_VIEW)(dispute_submitted)
+    app.action(ids.KEEP)(keep_nudge)
+    app.action(ids.WITHDRAW)(withdraw_nudge)

@@ -68,3 +68,17 @@ def next_working_time(
         if local < opens:
             return opens.astimezone(now.tzinfo)
     raise ValueError("no working day in the week; check budget.working_days")
+
+
+def working_hours_between(start: datetime, end: datetime, *, timezone: str, working_days: list[str]) -> float:
+    """Hours from `start` to `end` that fall on working days in `timezone` (a weekend does not count)."""
+    zone = ZoneInfo(timezone)
+    total, cursor = 0.0, start.astimezone(zone)
+    end = end.astimezone(zone)
+    while cursor < end:
+        next_midnight = datetime.combine(cursor.date() + timedelta(days=1), time(0), tzinfo=zone)
+        stop = min(next_midnight, end)
+        if WEEKDAYS[cursor.weekday()] in working_days:
+            total += (stop - cursor).total_seconds() / 3600
+        cursor = stop
+    return total

@@ -13,7 +13,7 @@ from bot.nudges import lifecycle
 from bot.nudges.approval import approval_card
 from bot.slack import blocks
 from storage import queries
-from storage.models import Nudge, NudgeState, OutboxMessage
+from storage.models import Nudge, NudgeState, OutboxMessage, Signal
 from storage.outbox import enqueue
 
 log = logging.getLogger(__name__)
@@ -28,6 +28,9 @@ def _expire(session: Session, coach: Coach, nudge: Nudge, *, reason: str, now: d
     if not lifecycle.advance(session, nudge_id=nudge.id, expected=was, target=NudgeState.EXPIRED):
         return False
     queries.audit(session, at=now, actor="rehearse", action="expired", subject=f"nudge:{nudge.id}", reason=reason)
+    for signal in session.exec(select(Signal).where(Signal.nudge_id == nudge.id)):
+        signal.status = "open"  # the skill still needs work: the signal stays open for the next review
+        session.add(signal)
     posted = session.exec(select(OutboxMessage).where(OutboxMessage.dedupe_key == f"nudge:{nudge.id}:approval")).first()
     if was == NudgeState.PENDING_APPROVAL and posted is not None and posted.error is None:
         if nudge.scenario_id in coach.scenarios:

@@ -8,16 +8,20 @@ from storage import queries
 from storage.models import NudgeState as S
 
 TRANSITIONS: dict[S, frozenset[S]] = {
-    S.PROPOSED: frozenset({S.PENDING_APPROVAL, S.EXPIRED}),
+    # manual: ask the manager; auto: approved at once; rep-first: straight to the rep
+    S.PROPOSED: frozenset({S.PENDING_APPROVAL, S.APPROVED, S.DELIVERED, S.EXPIRED}),
     S.PENDING_APPROVAL: frozenset({S.APPROVED, S.SKIPPED, S.EXPIRED}),
     S.APPROVED: frozenset({S.DELIVERED}),
-    S.DELIVERED: frozenset({S.PRACTISING, S.EXPIRED}),
+    # rep-first: the manager is asked when the rep has not started in time; a rep may dispute
+    S.DELIVERED: frozenset({S.PRACTISING, S.PENDING_APPROVAL, S.DISPUTED, S.EXPIRED}),
+    S.DISPUTED: frozenset({S.DELIVERED, S.WITHDRAWN, S.EXPIRED}),
     S.PRACTISING: frozenset({S.COMPLETED}),
     S.SKIPPED: frozenset(),
     S.EXPIRED: frozenset(),
+    S.WITHDRAWN: frozenset(),
     S.COMPLETED: frozenset(),
 }
-OPEN = frozenset({S.PROPOSED, S.PENDING_APPROVAL, S.APPROVED, S.DELIVERED, S.PRACTISING})
+OPEN = frozenset({S.PROPOSED, S.PENDING_APPROVAL, S.APPROVED, S.DELIVERED, S.DISPUTED, S.PRACTISING})
 
 
 class InvalidTransition(Exception):

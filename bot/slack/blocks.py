@@ -112,23 +112,98 @@ def _approval_body(card: ApprovalCard) -> list[dict]:
     return blocks
 
 
-def approval_message(card: ApprovalCard) -> dict:
-    """The manager's Approve / Skip message in the team's approvals channel."""
+def _picker(nudge_id: int, choices: Sequence[tuple[str, str, bool]], current: str) -> dict:
+    def option(scenario_id: str, title: str) -> dict:
+        return {"text": {"type": "plain_text", "text": _clip(title, 75)}, "value": f"{nudge_id}:{scenario_id}"[:150]}
+
+    groups = [(label, [option(i, t) for i, t, same in choices if same == wanted][:100])
+              for label, wanted in (("Drills for this skill", True), ("Other drills", False))]
+    picker = {"type": "static_select", "action_id": ids.CHANGE_SCENARIO,
+              "placeholder": {"type": "plain_text", "text": "Change drill"},
+              "option_groups": [{"label": {"type": "plain_text", "text": label}, "options": options}
+                                for label, options in groups if options]}
+    chosen = next((option(i, t) for i, t, _ in choices if i == current), None)
+    if chosen:
+        picker["initial_option"] = chosen
+    return picker
+
+
+def approval_message(card: ApprovalCard, *, choices: Sequence[tuple[str, str, bool]] = (),
+                     current: str = "") -> dict:
+    """The manager's message: Approve, Skip, and a picker to change the drill first."""
     value = str(card.nudge_id)
-    blocks = [*_approval_body(card), {
-        "type": "actions", "block_id": f"nudge-{card.nudge_id}",
-        "elements": [button("Approve", ids.APPROVE, value, "primary"), button("Skip", ids.SKIP, value)],
-    }]
+    elements = [button("Approve", ids.APPROVE, value, "primary"), button("Skip", ids.SKIP, value)]
+    if choices:
+        elements.append(_picker(card.nudge_id, choices, current))
+    blocks = [*_approval_body(card), {"type": "actions", "block_id": f"nudge-{card.nudge_id}", "elements": elements}]
     text = f"Practice suggested for <@{card.rep_user}>: {card.criterion_label}. Approve or skip?"
     return {"text": text, "blocks": blocks}
 
 
-def decided_message(card: ApprovalCard, *, approved: bool, decider: str, when: datetime) -> dict:
+def approval_fyi(card: ApprovalCard) -> dict:
+    """Auto-approve teams: the channel hears about the drill, with nothing to click."""
+    return {"text": f"Drill sent to <@{card.rep_user}>: {card.criterion_label}",
+            "blocks": [*_approval_body(card), context("🤖 Sent to the rep automatically (this team auto-approves).")]}
+
+
+def decided_message(card: ApprovalCard, *, approved: bool, decider: str, when: datetime,
+                    reason: str | None = None) -> dict:
     """The approval message after a decision: no buttons, a line saying who decided and when."""
     verb = "Approved" if approved else "Skipped"
     line = f"{'✅' if approved else '⏭️'} {verb} by <@{decider}> · {slack_time(when)} · {card.scenario_title}"
+    if reason:
+        line += f" · “{escape(_clip(reason, 500))}”"
     return {"text": f"{verb} by <@{decider}>: {card.criterion_label} for <@{card.rep_user}>",
             "blocks": [*_approval_body(card), context(line)]}
+
+
+def _modal(callback_id: str, title: str, submit: str, metadata: str, blocks: list[dict]) -> dict:
+    return {"type": "modal", "callback_id": callback_id, "private_metadata": metadata[:3000],
+            "title": {"type": "plain_text", "text": _clip(title, 24)},
+            "submit": {"type": "plain_text", "text": _clip(submit, 24)},
+            "close": {"type": "plain_text", "text": "Cancel"}, "blocks": blocks}
+
+
+def _text_input(block_id: str, action_id: str, label: str, placeholder: str, *, optional: bool) -> dict:
+    return {"type": "input", "block_id": block_id, "optional": optional,
+            "label": {"type": "plain_text", "text": label},
+            "element": {"type": "plain_text_input", "action_id": action_id, "multiline": True, "max_length": 500,
+                        "placeholder": {"type": "plain_text", "text": placeholder}}}
+
+
+def skip_modal(*, metadata: str) -> dict:
+    """Skip asks for an optional reason (it helps the scorer and the next nudge)."""
+    return _modal(ids.SKIP_REASON_VIEW, "Skip this drill", "Skip", metadata, [
+        section("Skip the suggested drill? The rep is not told."),
+        _text_input(ids.REASON_BLOCK, ids.REASON_INPUT, "Why (optional)", "e.g. we covered this in our 1:1",
+                    optional=True),
+    ])
+
+
+def dispute_modal(*, metadata: str) -> dict:
+    return _modal(ids.DISPUTE_VIEW, "Doesn't look right?", "Send", metadata, [
+        section("Tell your manager what the scores missed. The drill waits until they decide."),
+        _text_input(ids.COMMENT_BLOCK, ids.COMMENT_INPUT, "What does not look right?",
+                    "e.g. that call was a renewal, the discount was pre-approved", optional=False),
+    ])
+
+
+def dispute_message(*, dispute_id: int, rep_user: str, comment: str, managers: str) -> dict:
+    """Posted in the approval thread: the rep's comment, and Keep / Withdraw for the manager."""
+    value = str(dispute_id)
+    return {"text": f"<@{rep_user}> disputes this drill: {comment}", "blocks": [
+        section(f"{managers}: <@{rep_user}> says this does not look right:\n> {escape(_clip(comment, 1500))}"),
+        {"type": "actions", "block_id": f"dispute-{dispute_id}", "elements": [
+            button("Keep the drill", ids.KEEP, value, "primary"), button("Withdraw it", ids.WITHDRAW, value)]},
+    ]}
+
+
+def dispute_decided(*, rep_user: str, comment: str, kept: bool, decider: str, when: datetime) -> dict:
+    verb = "Kept" if kept else "Withdrawn"
+    return {"text": f"{verb} by <@{decider}>", "blocks": [
+        section(f"<@{rep_user}> said this does not look right:\n> {escape(_clip(comment, 1500))}"),
+        context(f"{'📌' if kept else '↩️'} {verb} by <@{decider}> · {slack_time(when)}"),
+    ]}
 
 
 def expired_message(card: ApprovalCard, *, reason: str, when: datetime) -> dict:
@@ -138,14 +213,17 @@ def expired_message(card: ApprovalCard, *, reason: str, when: datetime) -> dict:
 
 
 def practice_invite(*, value: str, headline: str, scenario_title: str, goal: str,
-                    button_text: str = "Start practice") -> dict:
-    """The rep's DM with a Start practice button."""
+                    button_text: str = "Start practice", dispute_value: str | None = None) -> dict:
+    """The rep's DM with a Start practice button (and, for a nudge, "This doesn't look right")."""
+    actions = [button(button_text, ids.START_PRACTICE, value, "primary")]
+    if dispute_value:
+        actions.append(button("This doesn't look right", ids.DISPUTE, dispute_value))
     return {
         "text": f"{headline} {scenario_title}",
         "blocks": [
             section(f"*{headline}*\n*{scenario_title}*\n{goal}"),
             context("Takes about 5 minutes. The roleplay runs in this message's thread."),
-            {"type": "actions", "elements": [button(button_text, ids.START_PRACTICE, value, "primary")]},
+            {"type": "actions", "elements": actions},
         ],
     }
 

@@ -84,8 +84,12 @@ class SlackDirectory:
     def email_for_user(self, user_id: str) -> str | None:
         return self._profile(user_id)[0]
 
-    def timezone_for(self, user_id: str) -> str | None:
-        """The user's time zone as Slack knows it (their profile setting), or None."""
+    def timezone_for(self, user_id: str, *, cached_only: bool = False) -> str | None:
+        """The user's time zone as Slack knows it (their profile setting), or None.
+
+        `cached_only` never calls Slack (for use inside a database transaction)."""
+        if cached_only:
+            return self._cached(f"tz:{user_id}")[1]
         return self._profile(user_id)[1]
 
     def is_one_of(self, user_id: str, people: list[str]) -> bool:

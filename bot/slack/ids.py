@@ -18,3 +18,13 @@ def parse_practice_value(value: str) -> tuple[str, str]:
     if kind not in {"nudge", "followup", "scenario"} or not ref:
         raise ValueError(f"not a practice button value: {value!r}")
     return kind, ref
+
+CHANGE_SCENARIO = "nudge_scenario"
+SKIP_REASON_VIEW = "nudge_skip_reason"
+DISPUTE = "nudge_dispute"
+DISPUTE_VIEW = "nudge_dispute_comment"
+KEEP = "dispute_keep"
+WITHDRAW = "dispute_withdraw"
+
+REASON_BLOCK, REASON_INPUT = "reason", "reason_input"
+COMMENT_BLOCK, COMMENT_INPUT = "comment", "comment_input"

@@ -38,4 +38,3 @@ def downgrade() -> None:
         batch_op.drop_column("wait_reason")
         batch_op.drop_column("nudge_id")
         batch_op.drop_column("status")
-
