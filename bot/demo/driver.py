@@ -76,9 +76,15 @@ class SlackDriver:
                  "ts": ts, "event_ts": ts, **({"thread_ts": thread_ts} if thread_ts else {})}
         return self.event(event, event_id=event_id, retry_num=retry_num)
 
-    def click(self, message: dict, action_id: str, *, user: str) -> httpx.Response:
+    def click(self, message: dict, action_id: str, *, user: str, option: dict | None = None) -> httpx.Response:
         """A click on a button the bot posted (`message` as the Slack stand-in recorded it)."""
         button, block_id = find_button(message, action_id)
+        action = {"type": button.get("type", "button"), "action_id": action_id, "block_id": block_id,
+                  "action_ts": f"{time.time():.6f}"}
+        if option is not None:  # a static_select
+            action["selected_option"] = option
+        else:
+            action.update(value=button.get("value"), text=button.get("text"))
         payload = {
             "type": "block_actions", "team": {"id": TEAM_ID, "domain": "rehearse-demo"},
             "user": {"id": user, "username": user.lower(), "team_id": TEAM_ID},
@@ -89,12 +95,14 @@ class SlackDriver:
             "message": {"type": "message", "ts": message["ts"], "text": message.get("text"),
                         "blocks": message.get("blocks")},
             "response_url": "https://hooks.slack.invalid/actions/1",
-            "actions": [{"type": "button", "action_id": action_id, "block_id": block_id,
-                         "value": button.get("value"), "text": button.get("text"),
-                         "action_ts": f"{time.time():.6f}"}],
+            "actions": [action],
         }
         return self.post("payload=" + urllib.parse.quote(json.dumps(payload)),
                          "application/x-www-form-urlencoded")
+
+    def select(self, message: dict, action_id: str, *, user: str, option: dict) -> httpx.Response:
+        """Picking `option` in a select menu the bot posted."""
+        return self.click(message, action_id, user=user, option=option)
 
     def submit(self, view: dict, *, user: str, values: dict[tuple[str, str], str | None]) -> httpx.Response:
         """Submit a modal the bot opened (`view` as the Slack stand-in recorded it), with typed-in values."""

@@ -95,7 +95,8 @@ def invite_rep(session: Session, coach: Coach, *, nudge: Nudge, rep: Rep, headli
             not_before=_working_start(coach, zone or rep_zone(coach, rep), now))
 
 
-def _ask_manager(session: Session, coach: Coach, nudge: Nudge, now: datetime) -> None:
+def _ask_manager(session: Session, coach: Coach, nudge: Nudge) -> None:
+    now = coach.clock()  # jobs may run as of a later time; the message itself goes out now
     team = coach.config.team(nudge.team_id)
     nudge.approval_channel = team.approvals_channel
     session.add(nudge)
@@ -114,7 +115,7 @@ def request_approval(session: Session, coach: Coach, *, nudge: Nudge, rep: Rep, 
     if policy.policy == "manual":
         lifecycle.check_transition(nudge.state, NudgeState.PENDING_APPROVAL)
         nudge.state = NudgeState.PENDING_APPROVAL
-        _ask_manager(session, coach, nudge, now)
+        _ask_manager(session, coach, nudge)
     elif policy.policy == "auto":
         lifecycle.check_transition(nudge.state, NudgeState.APPROVED)
         nudge.state, nudge.decided_by, nudge.decided_at = NudgeState.DELIVERED, "auto", now
@@ -150,7 +151,7 @@ def ask_managers_after_rep_first(coach: Coach, *, now: datetime) -> int:
         for nudge in due:
             if lifecycle.advance(session, nudge_id=nudge.id, expected=NudgeState.DELIVERED,
                                  target=NudgeState.PENDING_APPROVAL, ask_manager_at=None):
-                _ask_manager(session, coach, session.get(Nudge, nudge.id), now)
+                _ask_manager(session, coach, session.get(Nudge, nudge.id))
                 queries.audit(session, at=now, actor="rehearse", action="manager_asked", subject=f"nudge:{nudge.id}")
         return len(due)
 
