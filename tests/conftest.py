@@ -56,10 +56,27 @@ def database_url(tmp_path: Path) -> Iterator[str]:
     yield url
 
 
+def assert_valid_slack_ui(fake: SlackStandIn) -> None:
+    """Everything the bot posted is Block Kit Slack would accept: slack_sdk's models validate the limits."""
+    from slack_sdk.models.blocks import Block
+    from slack_sdk.models.views import View
+
+    for message in fake.messages:
+        assert message.get("text"), f"message without a text fallback: {message}"
+        blocks = message.get("blocks") or []
+        assert len(blocks) <= 50, f"{len(blocks)} blocks in one message"
+        for block in Block.parse_all(blocks):
+            block.to_dict()  # raises SlackObjectFormationError past a limit
+    for view in [*fake.modals, *fake.views.values()]:
+        fields = {k: v for k, v in view.items() if k not in ("id", "team_id")}
+        View(**fields).to_dict()
+
+
 @pytest.fixture
 def standin() -> Iterator[SlackStandIn]:
     with SlackStandIn(users=[dict(u) for u in USERS]) as fake:
         yield fake
+        assert_valid_slack_ui(fake)
 
 
 def scored_call(call_id: str, score: float, *, rep: str = REP, days_ago: float = 1, quote: str | None = None,
