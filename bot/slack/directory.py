@@ -43,7 +43,7 @@ class SlackDirectory:
     def _ask(self, method: str, **params: str) -> dict | None:
         """Slack's `user` object; None when Slack says there is no such user. Raises LookupError when unsure."""
         try:
-            return self.client.api_call(method, params=params)["user"]
+            return self.client.api_call(method, params=params).get("user")
         except SlackApiError as exc:
             if exc.response.get("error") in NOT_FOUND:
                 return None
