@@ -6,13 +6,16 @@ import logging
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 
-from bot.config import ConfigError, parse_config, read_yaml, unknown_scenarios
+from bot.config import CoachConfig, ConfigError, parse_config, read_yaml, unknown_scenarios
 from bot.settings import Settings
+
+if TYPE_CHECKING:
+    from bot.nudges.calibration import Calibration, RuleStats
 
 cli = typer.Typer(help="Rehearse: scored sales calls in, targeted practice in Slack out.", no_args_is_help=True)
 config_cli = typer.Typer(help="Check coach.yaml.", no_args_is_help=True)
@@ -107,6 +110,121 @@ def _list_unmatched(coach) -> None:  # noqa: ANN001
     for row in rows:
         table.add_row(row.rep, str(row.calls), f"{row.latest:%Y-%m-%d}", row.reason)
     out.print(table)
+
+
+@cli.command()
+def calibrate(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="Historical calls: JSONL, JSON or CSV")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document instead of tables")] = False,
+    team: Annotated[str | None, typer.Option("--team", help="Show only this team (by id)")] = None,
+    config_path: Annotated[Path | None, typer.Option("--config", help="Defaults to REHEARSE_CONFIG or coach.yaml")]
+    = None,
+) -> None:
+    """Replay historical calls through the rules and the budget, without Slack: who would be flagged, and how
+    many nudges per rep per week, now and at other thresholds."""
+    _logging(False)
+    import gc
+    import json
+    import os
+
+    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
+
+    from bot.config import load_config
+    from bot.nudges.adapters import PayloadError
+    from bot.nudges.calibration import calibrate as replay_history
+    from bot.nudges.calibration import calibration_passes
+    from bot.nudges.call_files import read_call_file
+
+    config_path = config_path or Path(Settings().config_path)
+    try:
+        config = load_config(config_path)
+    except ConfigError as exc:
+        _fail(exc.problems, f"{config_path} has mistakes")
+    if team is not None and config.team(team) is None:
+        _fail([f"--team: no team {team!r} in {config_path} (teams: {', '.join(t.id for t in config.teams)})"],
+              "cannot calibrate")
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    columns = (TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), TimeRemainingColumn())
+    # Reading and replaying allocate millions of small objects that all live to the end; the cyclic collector
+    # would walk them again and again (it tripled the time on 100,000 calls), and they make no cycles to free.
+    gc.disable()
+    try:
+        with err.status(f"Reading {file}"):
+            calls = read_call_file(file, gong=config.gong)
+        if not calls:
+            _fail([f"{file}: no calls"], "nothing to calibrate")
+        # Refreshed by hand, not by Rich's thread: the replay forks workers, and a fork must not copy a held lock.
+        with Progress(*columns, console=err, transient=True, auto_refresh=False) as progress:
+            task = progress.add_task(f"Replaying {len(calls):,} calls", total=len(calls) * calibration_passes(config))
+
+            def advance(calls_done: int) -> None:
+                progress.advance(task, calls_done)
+                progress.refresh()
+
+            result = replay_history(calls, config, progress=advance,
+                                    workers=cpus if len(calls) >= 10_000 else 1)  # forking pays off on big files
+    except PayloadError as exc:
+        _fail([f"{field}: {message}" for field, message in exc.problems], f"{file} has mistakes")
+    finally:
+        gc.enable()
+    if as_json:
+        typer.echo(json.dumps(result.as_dict(team), indent=2))
+        return
+    _print_calibration(result, config, team)
+
+
+def _print_calibration(result: Calibration, config: CoachConfig, team: str | None) -> None:
+    from rich import box
+    from rich.table import Table
+
+    current = result.current
+    span = f"{current.first_call:%Y-%m-%d} to {current.last_call:%Y-%m-%d}, {current.weeks:.1f} weeks"
+    for stats in (t for t in current.teams if team is None or t.team == team):
+        title = (f"{config.team(stats.team).title} ({stats.team}): {stats.reps} reps, {stats.calls:,} calls, "
+                 f"{span}")
+        out.print(title, style="bold", highlight=False)
+        table = Table(box=box.SIMPLE_HEAD)
+        table.add_column("Criterion / rule", no_wrap=True)
+        table.add_column("Threshold", min_width=10)
+        table.add_column("Reps\nflagged", justify="right")
+        table.add_column("Nudges per\nrep per week", justify="right")
+        table.add_column("If the threshold were:\nnudges per rep per week", min_width=7)
+        table.add_column("\nreps flagged", min_width=5)
+        for rule in (r for r in current.rules if r.team == stats.team):
+            others = {t: r.rule(stats.team, rule.rule) for t, r in result.alternatives.get(rule.rule, {}).items()}
+            table.add_row(
+                config.criterion_label(rule.rule), _limit_text(rule, config), str(rule.reps_flagged),
+                f"{rule.nudges_per_rep_week:.2f}",
+                " ".join(f"{t:g}→{r.nudges_per_rep_week:.2f}" for t, r in others.items()),
+                " ".join(f"{t:g}→{r.reps_flagged}" for t, r in others.items()))
+        table.add_section()
+        table.add_row(f"All ({stats.nudges:,} nudges)", "", str(stats.reps_flagged), f"{stats.nudges_per_rep_week:.2f}")
+        out.print(table)
+        if stats.waits:
+            waits = "; ".join(f"{reason}: {count:,}" for reason, count in sorted(stats.waits.items()))
+            out.print(f"  signals that waited (each time they waited): {waits}", highlight=False)
+        out.print()
+    if current.duplicates:
+        out.print(f"Duplicates skipped: {current.duplicates:,} (same source and call_id)")
+    if current.unmatched_calls:
+        reps = ", ".join(current.unmatched_reps[:5]) + (" …" if len(current.unmatched_reps) > 5 else "")
+        out.print(f"Unmatched: {current.unmatched_calls:,} calls from {len(current.unmatched_reps)} rep(s) on no "
+                  f"team in coach.yaml, not flagged: {reps}", highlight=False)
+    shown = [t for t in current.teams if team is None or t.team == team]
+    peak = max((t.max_nudges_7d for t in shown), default=0)
+    verdict = "[green]holds[/]" if peak <= current.weekly_cap else "[bold red]is exceeded[/]"
+    out.print(f"Weekly cap of {current.weekly_cap} {verdict}: the most nudges any rep got in any 7 days was {peak}.")
+
+
+def _limit_text(rule: RuleStats, config: CoachConfig) -> str:
+    sign = "<" if rule.comparison == "below" else ">"
+    if rule.kind == "criterion":
+        if rule.calibrated:
+            return f"{sign} {rule.threshold:.1f}% (p{config.criteria[rule.rule].baseline_percentile:g} of team)"
+        return f"{sign} {rule.threshold:g}%"
+    metric = config.metric_rules[rule.rule]
+    on = f" on {', '.join(metric.call_types)} calls" if metric.call_types else ""
+    return f"{metric.metric} {sign} {rule.threshold:g}{on}"
 
 
 @config_cli.command("check")
