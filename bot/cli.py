@@ -42,6 +42,9 @@ def _app(settings: Settings):  # noqa: ANN202 - imported lazily so `config check
     from bot.app import create_app
     from bot.practice.scenarios import ScenarioError
 
+    if not settings.slack_bot_token:
+        _fail(["SLACK_BOT_TOKEN: required (the bot token, xoxb-...), to look up reps and send messages"],
+              "cannot start")
     try:
         return create_app(settings)
     except ConfigError as exc:
@@ -225,6 +228,39 @@ def _limit_text(rule: RuleStats, config: CoachConfig) -> str:
     metric = config.metric_rules[rule.rule]
     on = f" on {', '.join(metric.call_types)} calls" if metric.call_types else ""
     return f"{metric.metric} {sign} {rule.threshold:g}{on}"
+
+
+@cli.command()
+def audit(
+    rep: Annotated[str | None, typer.Option("--rep", help="A rep's Slack user ID or email")] = None,
+    since: Annotated[str | None, typer.Option("--since", help="ISO date or time, e.g. 2026-11-01")] = None,
+    as_csv: Annotated[bool, typer.Option("--csv", help="CSV on stdout, for compliance exports")] = False,
+) -> None:
+    """Every decision, refusal, reminder, expiry and dispute, with who and when."""
+    from rich.table import Table
+
+    from bot.nudges.audit_trail import as_csv as to_csv
+    from bot.nudges.audit_trail import audit_entries
+
+    try:
+        start = datetime.fromisoformat(since) if since else None
+    except ValueError:
+        _fail([f"--since: {since!r} is not an ISO date such as 2026-11-01"], "cannot read the audit log")
+    start = start.replace(tzinfo=UTC) if start and start.tzinfo is None else start
+    from storage.db import Database
+
+    db = Database(Settings().database_url)  # the log needs no Slack token
+    db.migrate()
+    with db.session() as session:
+        entries = audit_entries(session, rep=rep, since=start)
+    if as_csv:
+        typer.echo(to_csv(entries), nl=False)
+        return
+    table = Table("when (UTC)", "who", "what", "about", "detail", title=f"Audit log ({len(entries)} entries)")
+    for e in entries:
+        table.add_row(f"{e.at:%Y-%m-%d %H:%M}", e.actor, e.action, e.subject,
+                      ", ".join(f"{k}={v}" for k, v in e.detail.items()))
+    out.print(table)
 
 
 @config_cli.command("check")

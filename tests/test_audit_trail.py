@@ -30,3 +30,23 @@ def test_decisions_and_refusals_are_audited_and_exported(harness):
     assert later == []
     rows = list(csv.DictReader(io.StringIO(as_csv(alex))))
     assert rows[-1]["actor"] == MANAGER and rows[-1]["action"] == "approved"
+
+
+def test_rehearse_audit_prints_and_exports(harness, monkeypatch, tmp_path):
+    from typer.testing import CliRunner
+
+    from bot.cli import cli
+
+    harness.send_calls(low_calls())
+    harness.slack.click(harness.approval_message(), ids.APPROVE, user=MANAGER)
+    harness.invite()
+    config = tmp_path / "coach.yaml"
+    config.write_text("teams:\n  - id: west\n    managers: [U0DANA]\n    approvals_channel: C0APPROVALS\n"
+                      "    reps: [U0ALEX]\ncriteria:\n  objection_handling: {scenario: price-objection}\n")
+    monkeypatch.setenv("REHEARSE_CONFIG", str(config))
+    monkeypatch.setenv("DATABASE_URL", harness.app.settings.database_url)
+    result = CliRunner().invoke(cli, ["audit", "--rep", "U0ALEX", "--csv"])
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(io.StringIO(result.output)))
+    assert [r["action"] for r in rows][-1] == "approved"
+    assert CliRunner().invoke(cli, ["audit", "--since", "yesterday"]).exit_code == 1
