@@ -241,6 +241,7 @@ def audit(
 
     from bot.nudges.audit_trail import as_csv as to_csv
     from bot.nudges.audit_trail import audit_entries
+    from bot.nudges.disputes import disputes_by_criterion
 
     try:
         start = datetime.fromisoformat(since) if since else None
@@ -253,6 +254,7 @@ def audit(
     db.migrate()
     with db.session() as session:
         entries = audit_entries(session, rep=rep, since=start)
+        disputed = disputes_by_criterion(session)
     if as_csv:
         typer.echo(to_csv(entries), nl=False)
         return
@@ -261,6 +263,8 @@ def audit(
         table.add_row(f"{e.at:%Y-%m-%d %H:%M}", e.actor, e.action, e.subject,
                       ", ".join(f"{k}={v}" for k, v in e.detail.items()))
     out.print(table)
+    if disputed:  # a criterion reps often dispute points at the scorer, not the reps
+        out.print("Disputes per criterion: " + ", ".join(f"{c} {n}" for c, n in sorted(disputed.items())))
 
 
 @config_cli.command("check")

@@ -138,9 +138,19 @@ def _store(session: Session, call: ScoredCall, rep: Rep | None, coach: Coach) ->
     return row
 
 
+def _learn_time_zones(coach: Coach, people: list[tuple[str | None, str | None]]) -> None:
+    """Reps on auto-approve and rep-first teams may be DMed during this ingest: learn their Slack time zone
+    now, outside the transaction (managed teams learn it when the manager approves)."""
+    direct = {t.id for t in coach.config.teams if coach.config.approval_for(t.id).policy != "manual"}
+    for user, email in people:
+        if user and team_for(coach.config, slack_user_id=user, email=email) in direct:
+            coach.directory.timezone_for(user)
+
+
 def ingest_calls(coach: Coach, calls: list[ScoredCall]) -> IngestResult:
     """Store new calls, then review each matched rep they touched for at most one new nudge."""
     identities = {ref: identity(coach, ref) for ref in {c.rep for c in calls}}
+    _learn_time_zones(coach, list(identities.values()))
     result = IngestResult()
     with coach.db.session() as session:
         touched: dict[int, Rep] = {}
