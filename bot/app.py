@@ -116,6 +116,7 @@ class Rehearse:
             self._socket_mode.close()
         if self.scheduler.running:
             self.scheduler.shutdown(wait=True)
+        self.coach.workers.shutdown(wait=True)
         self.coach.db.dispose()
 
     def serve(self, host: str = "0.0.0.0") -> None:
@@ -152,6 +153,7 @@ def create_app(
         db=db, config=config, scenarios=scenarios,
         buyer=buyer or ScriptedBuyer(), grader=grader or HeuristicGrader(),
         directory=SlackDirectory(client), clock=clock,
+        workers=ThreadPoolExecutor(settings.practice_workers, thread_name_prefix="practice"),
     )
     sync_teams(coach)
     bolt = App(

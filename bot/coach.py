@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from bot.config import CoachConfig
@@ -13,9 +17,35 @@ from bot.practice.scenarios import Scenario
 from bot.slack.directory import SlackDirectory
 from storage.db import Database
 
+log = logging.getLogger(__name__)
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+class KeyedLocks:
+    """One lock per key (a practice thread), created on demand and dropped when nobody holds it."""
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._locks: dict[str, tuple[threading.Lock, int]] = {}
+
+    @contextmanager
+    def hold(self, key: str) -> Iterator[None]:
+        with self._guard:
+            lock, users = self._locks.get(key, (threading.Lock(), 0))
+            self._locks[key] = (lock, users + 1)
+        try:
+            with lock:
+                yield
+        finally:
+            with self._guard:
+                lock, users = self._locks[key]
+                if users == 1:
+                    del self._locks[key]
+                else:
+                    self._locks[key] = (lock, users - 1)
 
 
 @dataclass(frozen=True)
@@ -27,6 +57,18 @@ class Coach:
     grader: Grader
     directory: SlackDirectory
     clock: Callable[[], datetime] = utcnow
+    # Slow work (a model-backed buyer or grader) runs here, never on Bolt's listener threads.
+    workers: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(8, thread_name_prefix="practice"))
+    thread_locks: KeyedLocks = field(default_factory=KeyedLocks)
+
+    def run_later(self, work: Callable[..., object], /, *args: object, **kwargs: object) -> None:
+        """Run slow work on the practice pool; a failure is logged (nobody waits on the result)."""
+
+        def report(done) -> None:  # noqa: ANN001
+            if done.exception() is not None:
+                log.error("%s failed", getattr(work, "__name__", work), exc_info=done.exception())
+
+        self.workers.submit(work, *args, **kwargs).add_done_callback(report)
 
     def scenario(self, scenario_id: str, criterion: str | None = None) -> Scenario | None:
         """The scenario, or (renamed or removed since) the one coach.yaml now routes the criterion to."""

@@ -160,6 +160,7 @@ class PracticeSession(SQLModel, table=True):
     channel: str = Field(max_length=32)
     thread_ts: str | None = Field(default=None, max_length=32)
     active: bool = True
+    attempt: int = Field(default=1, description="1 for the first try at this drill, 2 for the first retake, ...")
     started_at: datetime
     ended_at: datetime | None = None
 
@@ -183,6 +184,19 @@ class Grade(SQLModel, table=True):
     passed: bool
     criteria: list = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     graded_at: datetime
+
+
+class WinningLine(SQLModel, table=True):
+    """Something a rep said in practice that the grader put at level 4: their own best wording."""
+
+    __tablename__ = "winning_lines"
+    id: int | None = Field(default=None, primary_key=True)
+    rep_id: int = Field(foreign_key="reps.id", index=True)
+    session_id: int = Field(foreign_key="practice_sessions.id")
+    scenario_id: str = Field(max_length=64)
+    criterion: str = Field(max_length=64)
+    text: str
+    saved_at: datetime
 
 
 class FollowUp(SQLModel, table=True):

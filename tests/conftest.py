@@ -119,6 +119,17 @@ class Harness:
     def thread(self, message: dict) -> list[dict]:
         return self.standin.messages_in(message["channel"], thread_ts=message["ts"])
 
+    def practise(self, invite: dict, lines: list[str]) -> dict:
+        """Reply line by line in the invite's practice thread until the grade is posted; returns the grade."""
+        for line in [*lines, "done"]:
+            before = len(self.thread(invite))
+            self.slack.dm(user=REP, channel=invite["channel"], text=line, thread_ts=invite["ts"])
+            self.standin.wait_for(lambda b=before: len(self.thread(invite)) > b and
+                                  "typing" not in self.thread(invite)[-1]["text"])
+            if "Score" in self.thread(invite)[-1]["text"]:
+                return self.thread(invite)[-1]
+        raise AssertionError("no grade after the last line")
+
     def modal(self, index: int = 0) -> dict:
         return self.standin.wait_for(lambda: self.standin.modals[index] if len(self.standin.modals) > index else None)
 

@@ -14,6 +14,7 @@ from storage.db import Database
 from storage.models import FollowUp, OutboxMessage, OutboxStatus
 from storage.outbox import claim_due, enqueue
 from tests.conftest import APPROVALS, MANAGER, REP, low_calls, make_settings
+from tests.transcripts import TRANSCRIPTS
 
 
 @pytest.fixture
@@ -107,8 +108,7 @@ def test_restart_mid_loop_delivers_the_pending_outbox_and_keeps_followups_due(st
     invite = second.invite()
     second.slack.click(invite, ids.START_PRACTICE, user=REP)
     second.standin.wait_for(lambda: len(second.thread(invite)) >= 2)
-    second.slack.dm(user=REP, channel=invite["channel"], text="done", thread_ts=invite["ts"])
-    second.standin.wait_for(lambda: len(second.thread(invite)) >= 3)
+    second.practise(invite, TRANSCRIPTS["price-objection"]["strong"])  # proficient: the nudge completes
     with second.app.coach.db.session() as session:
         first_due = min(f.due_at for f in session.exec(select(FollowUp)))
 

@@ -26,10 +26,25 @@ def on_message(event, coach: Coach) -> None:
         return
     if event.get("bot_id") or not event.get("user") or not event.get("text"):
         return
-    practice.handle_reply(coach, user_id=event["user"], channel=event["channel"],
-                          thread_ts=event.get("thread_ts"), text=event["text"])
+    # The buyer may be a model that takes seconds: free Bolt's listener thread at once.
+    coach.run_later(practice.handle_reply, coach, user_id=event["user"], channel=event["channel"],
+                         thread_ts=event.get("thread_ts"), text=event["text"])
+
+
+def retake(ack, body, coach: Coach) -> None:
+    ack()
+    practice.retake(coach, user_id=body["user"]["id"], session_id=int(body["actions"][0]["value"]),
+                    channel=body["container"]["channel_id"])
+
+
+def done(ack, body, coach: Coach) -> None:
+    ack()
+    practice.finish_for_now(coach, user_id=body["user"]["id"], session_id=int(body["actions"][0]["value"]),
+                            channel=body["container"]["channel_id"], message_ts=body["container"]["message_ts"])
 
 
 def register(app: App) -> None:
     app.action(ids.START_PRACTICE)(start_practice)
     app.event("message")(on_message)
+    app.action(ids.RETAKE)(retake)
+    app.action(ids.PRACTICE_DONE)(done)

@@ -1,23 +1,41 @@
-"""The practice thread: Start practice opens the roleplay in the DM thread; replies get the buyer, the end a grade."""
+"""The practice thread: Start practice opens the roleplay in the DM thread; replies get the buyer, the end a grade.
+
+The buyer and the grader may be a model that takes seconds: they run outside any database transaction, while a
+lock per thread keeps two quick replies in order. A placeholder ("Dana is typing…") goes out at once and is
+edited into the buyer's answer when it is ready.
+"""
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
 
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 
 from bot.coach import Coach
 from bot.nudges import lifecycle
 from bot.nudges.followups import schedule_followups
+from bot.practice.grader import Grade as GradeResult
 from bot.practice.roleplay import Turn, roleplay_over
 from bot.practice.scenarios import Scenario
 from bot.slack import blocks, ids
 from storage import queries
-from storage.models import FollowUp, Grade, Nudge, NudgeState, PracticeSession, PracticeTurn, Rep, Signal
+from storage.models import (
+    FollowUp,
+    Grade,
+    Nudge,
+    NudgeState,
+    OutboxMessage,
+    PracticeSession,
+    PracticeTurn,
+    Rep,
+    Signal,
+    WinningLine,
+)
 from storage.outbox import enqueue, enqueue_ephemeral
 
 log = logging.getLogger(__name__)
+BUYER_SIDE = {"customer", "buyer", "prospect", "external", "client"}
 
 
 @dataclass(frozen=True)
@@ -26,27 +44,59 @@ class Outcome:
     message: str = ""
 
 
-def _buyer_name(scenario: Scenario) -> str:
-    return scenario.persona.name
-
-
 def _buyer_intro(scenario: Scenario) -> str:
     p = scenario.persona
     return f"{p.name}, {p.role} at {p.company}"
 
 
-def _post(session: Session, coach: Coach, *, channel: str, thread_ts: str, message: dict) -> None:
-    enqueue(session, method="chat.postMessage", channel=channel,
-            payload={"channel": channel, "thread_ts": thread_ts, **message}, now=coach.clock())
+def _post(session: Session, coach: Coach, *, channel: str, thread_ts: str | None, message: dict,
+          anchor: OutboxMessage | None = None) -> OutboxMessage:
+    """A message in the practice thread; `anchor` is the root message when its ts is not known yet."""
+    payload = {"channel": channel, **message, **({"thread_ts": thread_ts} if thread_ts else {})}
+    return enqueue(session, method="chat.postMessage", channel=channel, payload=payload, now=coach.clock(),
+                   anchor=anchor if not thread_ts else None)
 
 
-def _moment(session: Session, nudge: Nudge | None) -> blocks.Quote | None:
+def _signal_quotes(session: Session, nudge: Nudge | None) -> list[dict]:
     signal = session.get(Signal, nudge.signal_id) if nudge and nudge.signal_id else None
-    quotes = signal.detail.get("quotes", []) if signal else []
-    if not quotes:
+    return signal.detail.get("quotes", []) if signal else []
+
+
+def _moment(quotes: list[dict]) -> blocks.Quote | None:
+    """The rep's own moment from the call that triggered the nudge."""
+    mine = [q for q in quotes if (q.get("speaker") or "rep").lower() not in BUYER_SIDE]
+    if not mine:
         return None
-    q = quotes[0]
+    q = mine[0]
     return blocks.Quote(q["text"], q.get("at_s"), q.get("call_title"), q.get("recording_url"))
+
+
+def _opening(scenario: Scenario, quotes: list[dict]) -> str:
+    """Practise the real moment: the buyer's actual words from the call when the scorer quoted them."""
+    theirs = [q["text"] for q in quotes if (q.get("speaker") or "").lower() in BUYER_SIDE]
+    return theirs[0] if theirs else scenario.opening_line
+
+
+def _open_roleplay(session: Session, coach: Coach, *, rep: Rep, scenario: Scenario, kind: str, channel: str,
+                   thread_ts: str | None, nudge: Nudge | None, followup: FollowUp | None, attempt: int,
+                   root: OutboxMessage | None = None) -> PracticeSession:
+    """A new attempt: the session, the brief and the buyer's opening line in the thread."""
+    now = coach.clock()
+    practice = PracticeSession(rep_id=rep.id, nudge_id=nudge.id if nudge else None,
+                               followup_id=followup.id if followup else None, scenario_id=scenario.id, kind=kind,
+                               channel=channel, thread_ts=thread_ts, attempt=attempt, started_at=now)
+    session.add(practice)
+    session.flush()
+    quotes = _signal_quotes(session, nudge)
+    opening = _opening(scenario, quotes)
+    session.add(PracticeTurn(session_id=practice.id, seq=0, role="buyer", text=opening, created_at=now))
+    _post(session, coach, channel=channel, thread_ts=thread_ts, anchor=root, message=blocks.brief(
+        goal=scenario.goal, context_text=scenario.context, buyer=_buyer_intro(scenario), moment=_moment(quotes)))
+    _post(session, coach, channel=channel, thread_ts=thread_ts, anchor=root,
+          message=blocks.buyer_line(scenario.persona.name, opening))
+    queries.audit(session, at=now, actor=rep.slack_user_id or "?", action="practice_started",
+                  subject=f"session:{practice.id}", scenario=scenario.id, kind=kind, attempt=attempt)
+    return practice
 
 
 def start_practice(coach: Coach, *, user_id: str, value: str, channel: str, message_ts: str) -> Outcome:
@@ -67,6 +117,8 @@ def start_practice(coach: Coach, *, user_id: str, value: str, channel: str, mess
         refusal = None
         if kind != "scenario" and (nudge is None or rep is None or nudge.rep_id != rep.id):
             refusal = Outcome("not_yours", "This practice belongs to someone else.")
+        elif kind == "nudge" and nudge.state not in (NudgeState.DELIVERED, NudgeState.PRACTISING):
+            refusal = Outcome("closed", f"This drill is {str(nudge.state).replace('_', ' ')}; try `/drill`.")
         elif scenario is None:
             refusal = Outcome("unknown_scenario", "That drill is no longer in the library; try `/drill`.")
         if refusal:
@@ -80,89 +132,161 @@ def start_practice(coach: Coach, *, user_id: str, value: str, channel: str, mess
         session.flush()
         if kind == "nudge":
             lifecycle.advance(session, nudge_id=nudge.id, expected=NudgeState.DELIVERED,
-                               target=NudgeState.PRACTISING)
-        practice = PracticeSession(
-            rep_id=rep.id, nudge_id=nudge.id if nudge else None, followup_id=followup.id if followup else None,
-            scenario_id=scenario.id, kind="on_demand" if kind == "scenario" else kind, channel=channel,
-            thread_ts=message_ts, started_at=now,
-        )
-        session.add(practice)
-        session.flush()
-        session.add(PracticeTurn(session_id=practice.id, seq=0, role="buyer", text=scenario.opening_line,
-                                 created_at=now))
-        enqueue(session, method="chat.update", channel=channel, payload={
+                              target=NudgeState.PRACTISING)
+        enqueue(session, method="chat.update", channel=channel, now=now, payload={
             "channel": channel, "ts": message_ts,
             **blocks.practice_started(headline="Practice", scenario_title=scenario.title, goal=scenario.goal),
-        }, now=now)
-        _post(session, coach, channel=channel, thread_ts=message_ts, message=blocks.brief(
-            goal=scenario.goal, context_text=scenario.context, buyer=_buyer_intro(scenario),
-            moment=_moment(session, nudge)))
-        _post(session, coach, channel=channel, thread_ts=message_ts,
-              message=blocks.buyer_line(_buyer_name(scenario), scenario.opening_line))
-        queries.audit(session, at=now, actor=user_id, action="practice_started",
-                      subject=f"session:{practice.id}", scenario=scenario.id, kind=practice.kind)
+        })
+        _open_roleplay(session, coach, rep=rep, scenario=scenario, channel=channel, thread_ts=message_ts,
+                       nudge=nudge, followup=followup, attempt=1,
+                       kind="on_demand" if kind == "scenario" else kind)
         return Outcome("started")
+
+
+def retake(coach: Coach, *, user_id: str, session_id: int, channel: str) -> Outcome:
+    """Another attempt at the same drill, in a new thread under a fresh message."""
+    now = coach.clock()
+    with coach.db.session() as session:
+        before = session.get(PracticeSession, session_id)
+        rep = session.get(Rep, before.rep_id) if before else None
+        if before is None or rep is None or rep.slack_user_id != user_id:
+            return Outcome("not_yours")
+        scenario = coach.scenario(before.scenario_id)
+        if scenario is None:
+            enqueue_ephemeral(session, channel=channel, user=user_id, now=now,
+                              text="That drill is no longer in the library; try `/drill`.")
+            return Outcome("unknown_scenario")
+        attempts = session.exec(select(PracticeSession.attempt).where(
+            PracticeSession.rep_id == rep.id, PracticeSession.scenario_id == scenario.id,
+            PracticeSession.nudge_id == before.nudge_id)).all()
+        attempt = max(attempts, default=0) + 1
+        root = _post(session, coach, channel=channel, thread_ts=None, message={
+            "text": f"Retake {attempt - 1}: {scenario.title}",
+            "blocks": [blocks.section(f"*Retake {attempt - 1}: {scenario.title}*\n{scenario.goal}"),
+                       blocks.context("The roleplay runs in this message's thread. Type *done* to finish.")]})
+        practice = _open_roleplay(session, coach, rep=rep, scenario=scenario, kind=before.kind, channel=channel,
+                                  thread_ts=None, nudge=session.get(Nudge, before.nudge_id) if before.nudge_id
+                                  else None, followup=None, attempt=attempt, root=root)
+        root.dedupe_key = f"practice:{practice.id}:root"
+        session.add(root)
+        return Outcome("retake", str(attempt))
+
+
+def _find_practice(session: Session, *, channel: str, thread_ts: str) -> PracticeSession | None:
+    """The practice in this thread, locked; a retake's thread is known by its root message's ts."""
+    found = queries.practice_session_at(session, channel=channel, thread_ts=thread_ts, lock=True)
+    if found is not None:
+        return found
+    root = session.exec(select(OutboxMessage).where(
+        OutboxMessage.ts == thread_ts, OutboxMessage.sent_channel == channel,
+        col(OutboxMessage.dedupe_key).like("practice:%:root"))).first()
+    if root is None:
+        return None
+    practice = session.get(PracticeSession, int(root.dedupe_key.split(":")[1]), with_for_update=True)
+    practice.thread_ts = thread_ts  # known from now on
+    session.add(practice)
+    return practice
 
 
 def handle_reply(coach: Coach, *, user_id: str, channel: str, thread_ts: str | None, text: str) -> Outcome:
     """A rep's message in the DM: a roleplay turn when it is in an active practice thread."""
-    now = coach.clock()
-    with coach.db.session() as session:
-        practice = (queries.practice_session_at(session, channel=channel, thread_ts=thread_ts, lock=True)
-                    if thread_ts else None)
-        if practice is None or not practice.active:
-            pointer = ("That thread has no practice running. Click *Start practice* on a drill, or type "
-                       "`/drill` to start one.")
-            enqueue(session, method="chat.postMessage", channel=channel, now=now,
-                    payload={"channel": channel, "text": pointer,
-                             **({"thread_ts": thread_ts} if thread_ts else {})})
-            return Outcome("no_practice")
-        rep = session.get(Rep, practice.rep_id)
-        if rep.slack_user_id != user_id:
-            return Outcome("not_yours")
-        history = queries.turns_of(session, session_id=practice.id)
-        session.add(PracticeTurn(session_id=practice.id, seq=history[-1].seq + 1, role="rep", text=text,
-                                 created_at=now))
-        turns = [Turn(t.role, t.text) for t in history] + [Turn("rep", text)]
-        scenario = coach.scenario(practice.scenario_id)
-        if scenario is None:
-            practice.active = False
-            session.add(practice)
-            _post(session, coach, channel=channel, thread_ts=thread_ts, message={
-                "text": "This drill was retired from the library while you practised. Start a new one with `/drill`."})
-            return Outcome("scenario_retired")
-        if roleplay_over(scenario, turns):
-            return _finish(session, coach, practice, scenario, turns)
-        reply = coach.buyer.reply(scenario, turns)
-        session.add(PracticeTurn(session_id=practice.id, seq=history[-1].seq + 2, role="buyer", text=reply,
-                                 created_at=now))
-        _post(session, coach, channel=channel, thread_ts=thread_ts,
-              message=blocks.buyer_line(_buyer_name(scenario), reply))
+    with coach.thread_locks.hold(f"{channel}:{thread_ts}"):  # two quick replies: in order, once each
+        now = coach.clock()
+        with coach.db.session() as session:
+            practice = _find_practice(session, channel=channel, thread_ts=thread_ts) if thread_ts else None
+            if practice is None or not practice.active:
+                pointer = ("That thread has no practice running. Click *Start practice* on a drill, or type "
+                           "`/drill` to start one.")
+                _post(session, coach, channel=channel, thread_ts=thread_ts, message={"text": pointer})
+                return Outcome("no_practice")
+            if session.get(Rep, practice.rep_id).slack_user_id != user_id:
+                return Outcome("not_yours")
+            history = queries.turns_of(session, session_id=practice.id)
+            session.add(PracticeTurn(session_id=practice.id, seq=history[-1].seq + 1, role="rep", text=text,
+                                     created_at=now))
+            turns = [Turn(t.role, t.text) for t in history] + [Turn("rep", text)]
+            scenario = coach.scenario(practice.scenario_id)
+            if scenario is None:
+                practice.active = False
+                session.add(practice)
+                retired = "This drill was retired from the library while you practised. Start a new one with `/drill`."
+                _post(session, coach, channel=channel, thread_ts=thread_ts, message={"text": retired})
+                return Outcome("scenario_retired")
+            over = roleplay_over(scenario, turns)
+            placeholder = None if over else _post(session, coach, channel=channel, thread_ts=thread_ts, message={
+                "text": f"_{scenario.persona.name} is typing…_"})
+            practice_id = practice.id
+        if over:
+            return _finish(coach, practice_id, scenario, turns)
+        reply = coach.buyer.reply(scenario, turns)  # may take seconds: no transaction is open
+        with coach.db.session() as session:
+            session.add(PracticeTurn(session_id=practice_id, seq=len(turns), role="buyer", text=reply,
+                                     created_at=coach.clock()))
+            enqueue(session, method="chat.update", channel=channel, anchor=placeholder, now=coach.clock(),
+                    payload=blocks.buyer_line(scenario.persona.name, reply))
         turns.append(Turn("buyer", reply))
         if roleplay_over(scenario, turns):  # the buyer said yes, walked away, or the turns ran out
-            return _finish(session, coach, practice, scenario, turns)
+            return _finish(coach, practice_id, scenario, turns)
         return Outcome("buyer_replied", reply)
 
 
-def _finish(session: Session, coach: Coach, practice: PracticeSession, scenario: Scenario,
-            turns: list[Turn]) -> Outcome:
+def _previous_score(session: Session, practice: PracticeSession) -> int | None:
+    query = (select(Grade.score).join(PracticeSession, col(PracticeSession.id) == col(Grade.session_id))
+             .where(PracticeSession.rep_id == practice.rep_id, PracticeSession.scenario_id == practice.scenario_id,
+                    PracticeSession.id != practice.id).order_by(col(Grade.graded_at).desc()))
+    return session.exec(query).first()
+
+
+def _finish(coach: Coach, practice_id: int, scenario: Scenario, turns: list[Turn]) -> Outcome:
+    """Grade the attempt (outside any transaction), store it, and post the feedback with Retake / Done."""
+    result: GradeResult = coach.grader.grade(scenario, turns)
     now = coach.clock()
-    grade = coach.grader.grade(scenario, turns)
-    practice.active, practice.ended_at = False, now
-    session.add(practice)
-    session.add(Grade(session_id=practice.id, score=grade.score, passed=grade.passed, graded_at=now, criteria=[
-        {"criterion": c.criterion, "label": c.label, "level": c.level, "evidence": list(c.evidence),
-         "feedback": c.feedback} for c in grade.criteria]))
-    due: list = []
-    if practice.nudge_id and practice.kind == "nudge":
-        moved = lifecycle.advance(session, nudge_id=practice.nudge_id, expected=NudgeState.PRACTISING,
-                                   target=NudgeState.COMPLETED, completed_at=now)
-        if moved:
-            due = schedule_followups(session, coach, nudge=session.get(Nudge, practice.nudge_id),
-                                     completed_at=now)
-    lines = [blocks.GradeLine(c.label, c.level, c.evidence, c.feedback) for c in grade.criteria]
-    _post(session, coach, channel=practice.channel, thread_ts=practice.thread_ts, message=blocks.feedback(
-        score=grade.score, passed=grade.passed, lines=lines, summary=grade.summary, next_followups=due))
-    queries.audit(session, at=now, actor="rehearse", action="practice_graded",
-                  subject=f"session:{practice.id}", score=grade.score, passed=grade.passed)
-    return Outcome("graded", f"{grade.score}")
+    with coach.db.session() as session:
+        practice = session.get(PracticeSession, practice_id, with_for_update=True)
+        if not practice.active:
+            return Outcome("already_graded")
+        practice.active, practice.ended_at = False, now
+        session.add(practice)
+        previous = _previous_score(session, practice)
+        session.add(Grade(session_id=practice.id, score=result.score, passed=result.passed, graded_at=now,
+                          criteria=[{"criterion": c.criterion, "label": c.label, "level": c.level,
+                                     "evidence": list(c.evidence), "feedback": c.feedback} for c in result.criteria]))
+        for c in result.criteria:
+            if c.level == 4:
+                session.add_all(WinningLine(rep_id=practice.rep_id, session_id=practice.id, scenario_id=scenario.id,
+                                            criterion=c.criterion, text=quote, saved_at=now) for quote in c.evidence)
+        due: list = []
+        if practice.nudge_id and practice.kind == "nudge" and result.passed:  # proficiency completes the nudge
+            if lifecycle.advance(session, nudge_id=practice.nudge_id, expected=NudgeState.PRACTISING,
+                                 target=NudgeState.COMPLETED, completed_at=now):
+                due = schedule_followups(session, coach, nudge=session.get(Nudge, practice.nudge_id),
+                                         completed_at=now)
+        if practice.followup_id:
+            followup = session.get(FollowUp, practice.followup_id)
+            followup.status = "done"
+            session.add(followup)
+        lines = [blocks.GradeLine(c.label, c.level, c.evidence, c.feedback) for c in result.criteria]
+        _post(session, coach, channel=practice.channel, thread_ts=practice.thread_ts, message=blocks.feedback(
+            score=result.score, passed=result.passed, lines=lines, summary=result.summary, next_followups=due,
+            previous=previous, session_id=practice.id))
+        queries.audit(session, at=now, actor="rehearse", action="practice_graded", subject=f"session:{practice.id}",
+                      score=result.score, passed=result.passed, attempt=practice.attempt)
+    return Outcome("graded", f"{result.score}")
+
+
+def finish_for_now(coach: Coach, *, user_id: str, session_id: int, channel: str, message_ts: str) -> Outcome:
+    """The rep clicked Done on the feedback: the buttons go, and a line says what happens next."""
+    with coach.db.session() as session:
+        practice = session.get(PracticeSession, session_id)
+        rep = session.get(Rep, practice.rep_id) if practice else None
+        if rep is None or rep.slack_user_id != user_id:
+            return Outcome("not_yours")
+        grade = session.exec(select(Grade).where(Grade.session_id == session_id)).first()
+        nudge = session.get(Nudge, practice.nudge_id) if practice.nudge_id else None
+        done = nudge is None or nudge.state == NudgeState.COMPLETED
+        enqueue(session, method="chat.update", channel=channel, now=coach.clock(), payload={
+            "channel": channel, "ts": message_ts,
+            **blocks.feedback_closed(score=grade.score if grade else 0,
+                                     note="Nice work. Your follow-ups will check the skill held." if done else
+                                     "Saved. Retake it any time with `/drill` before your manager checks in.")})
+        return Outcome("done")

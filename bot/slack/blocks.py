@@ -259,17 +259,27 @@ class GradeLine:
 
 
 def feedback(*, score: int, passed: bool, lines: Sequence[GradeLine], summary: str,
-             next_followups: Sequence[datetime]) -> dict:
-    """The grade posted in the thread when a roleplay ends."""
+             next_followups: Sequence[datetime], previous: int | None = None, session_id: int | None = None) -> dict:
+    """The grade posted in the thread when a roleplay ends, with Retake / Done."""
     verdict = "✅ Proficient" if passed else "🔁 Not there yet"
-    blocks = [section(f"*Score {score}/100 · {verdict}*\n{summary}")]
+    versus = f" ({'+' if score >= previous else ''}{score - previous} on your last attempt, {previous})" \
+        if previous is not None else ""
+    blocks = [section(f"*Score {score}/100{versus} · {verdict}*\n{escape(summary)}")]
     for line in lines[:20]:
         quotes = "\n".join(f"> “{escape(_clip(q, 300))}”" for q in line.evidence) or "> _no line matched_"
         blocks.append(section(f"*{line.label}: level {line.level}/4*\n{quotes}\n{escape(line.feedback)}"))
     if next_followups:
         when = ", ".join(slack_time(d) for d in next_followups)
         blocks.append(context(f"Follow-up drills scheduled: {when}"))
-    return {"text": f"Score {score}/100 · {verdict}", "blocks": blocks}
+    if session_id is not None:
+        value = str(session_id)
+        blocks.append({"type": "actions", "elements": [button("Retake", ids.RETAKE, value, "primary"),
+                                                        button("Done", ids.PRACTICE_DONE, value)]})
+    return {"text": f"Score {score}/100{versus} · {verdict}", "blocks": blocks}
+
+
+def feedback_closed(*, score: int, note: str) -> dict:
+    return {"text": f"Score {score}/100 · {note}", "blocks": [section(f"*Score {score}/100*"), context(note)]}
 
 
 def home_view(*, focus: str | None, sessions: int, last_score: int | None,

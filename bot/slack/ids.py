@@ -28,3 +28,6 @@ WITHDRAW = "dispute_withdraw"
 
 REASON_BLOCK, REASON_INPUT = "reason", "reason_input"
 COMMENT_BLOCK, COMMENT_INPUT = "comment", "comment_input"
+
+RETAKE = "practice_retake"
+PRACTICE_DONE = "practice_done"

@@ -50,7 +50,6 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("reminded_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True))
 
 
-
 def downgrade() -> None:
     with op.batch_alter_table("nudges", schema=None) as batch_op:
         batch_op.drop_column("reminded_at")
