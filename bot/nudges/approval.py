@@ -10,6 +10,7 @@ from sqlmodel import Session, col, select
 from bot.coach import Coach
 from bot.nudges import lifecycle
 from bot.nudges.budget import next_working_time
+from bot.nudges.evidence_sides import BUYER_SIDE
 from bot.slack import blocks, ids
 from storage import queries
 from storage.models import Nudge, NudgeState, OutboxMessage, OutboxStatus, Rep, Signal
@@ -33,7 +34,8 @@ def approval_card(session: Session, coach: Coach, *, nudge: Nudge) -> blocks.App
                                  .order_by(col(Signal.id).desc())))
     latest = attached[0] if attached else signal
     detail = latest.detail if latest else {}
-    quotes = [q for s in [*attached, signal] if s for q in s.detail.get("quotes", ())]
+    quotes = [q for s in [*attached, signal] if s for q in s.detail.get("quotes", ())
+              if (q.get("speaker") or "rep").lower() not in BUYER_SIDE]
     seen: set[str] = set()
     unique = [q for q in quotes if not (q["text"] in seen or seen.add(q["text"]))]
     waiting = session.exec(select(Signal.criterion).where(Signal.rep_id == nudge.rep_id, Signal.status == "waiting")

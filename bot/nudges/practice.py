@@ -14,6 +14,7 @@ from sqlmodel import Session, col, select
 
 from bot.coach import Coach
 from bot.nudges import lifecycle
+from bot.nudges.evidence_sides import BUYER_SIDE
 from bot.nudges.followups import schedule_followups
 from bot.practice.grader import Grade as GradeResult
 from bot.practice.roleplay import Turn, roleplay_over
@@ -35,7 +36,6 @@ from storage.models import (
 from storage.outbox import enqueue, enqueue_ephemeral
 
 log = logging.getLogger(__name__)
-BUYER_SIDE = {"customer", "buyer", "prospect", "external", "client"}
 
 
 @dataclass(frozen=True)

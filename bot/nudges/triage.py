@@ -53,8 +53,8 @@ def calibrated_thresholds(session: Session, coach: Coach, *, team_id: str, now: 
 
 def _detail(coach: Coach, finding: Finding, calibrated: bool) -> dict:
     rule = coach.config.metric_rules.get(finding.criterion)
-    quotes = [{"text": e["quote"], "at_s": e.get("at_s"), "call_title": p.title, "recording_url": p.recording_url}
-              for p in reversed(finding.points) for e in p.evidence]
+    quotes = [{"text": e["quote"], "at_s": e.get("at_s"), "speaker": e.get("speaker"), "call_title": p.title,
+               "recording_url": p.recording_url} for p in reversed(finding.points) for e in p.evidence]
     return {"threshold": finding.threshold, "values": [p.value for p in finding.points], "mean": finding.mean,
             "unit": UNITS.get(rule.metric, "count") if rule else "percent", "calibrated": calibrated,
             "call_ids": [p.call_id for p in finding.points], "quotes": quotes}

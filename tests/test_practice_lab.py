@@ -1,0 +1,107 @@
+"""The practice lab in the DM thread: the real moment, ordered replies, retakes, proficiency, winning lines."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from sqlmodel import select
+
+from bot.slack import ids
+from storage.models import FollowUp, Nudge, NudgeState, WinningLine
+from tests.conftest import MANAGER, REP, low_calls
+from tests.transcripts import TRANSCRIPTS
+
+STRONG = TRANSCRIPTS["price-objection"]["strong"]
+WEAK = TRANSCRIPTS["price-objection"]["weak"]
+
+
+def _approved_invite(harness, calls=None) -> dict:
+    harness.send_calls(calls or low_calls())
+    harness.slack.click(harness.approval_message(), ids.APPROVE, user=MANAGER)
+    invite = harness.invite()
+    harness.slack.click(invite, ids.START_PRACTICE, user=REP)
+    harness.standin.wait_for(lambda: len(harness.thread(invite)) >= 2)
+    return invite
+
+
+def _nudge_state(harness) -> NudgeState:
+    with harness.app.coach.db.session() as session:
+        return session.exec(select(Nudge)).one().state
+
+
+def test_the_roleplay_opens_with_the_buyers_own_words_from_the_call(harness):
+    calls = low_calls()
+    calls[-1]["scores"][0]["evidence"].append({"quote": "Your competitor came in at 30% less.", "at_s": 700,
+                                               "speaker": "customer"})
+    invite = _approved_invite(harness, calls)
+    brief, opening = harness.thread(invite)[:2]
+    assert "Your competitor came in at 30% less." in opening["text"]
+    assert "I guess we could knock 30% off" in brief["text"], "the brief quotes the rep's own moment"
+
+
+def test_a_weak_attempt_keeps_the_nudge_open_and_a_retake_shows_the_progress(harness):
+    invite = _approved_invite(harness)
+    weak = harness.practise(invite, WEAK)
+    assert "Not there yet" in weak["text"] and _nudge_state(harness) == NudgeState.PRACTISING
+    harness.slack.click(weak, ids.RETAKE, user=REP)
+    root = harness.standin.wait_for(lambda: next((m for m in harness.standin.messages_in(REP)
+                                                 if m["text"].startswith("Retake 1")), None))
+    harness.standin.wait_for(lambda: len(harness.thread(root)) >= 2)
+    strong = harness.practise(root, STRONG)
+    assert "Proficient" in strong["text"] and "on your last attempt" in strong["text"]
+    assert _nudge_state(harness) == NudgeState.COMPLETED
+    with harness.app.coach.db.session() as session:
+        assert len(session.exec(select(FollowUp)).all()) == 2
+        lines = session.exec(select(WinningLine)).all()
+    assert lines and all(any(line.text in said for said in STRONG) for line in lines)
+    harness.slack.click(strong, ids.PRACTICE_DONE, user=REP)
+    harness.standin.wait_for(lambda: strong.get("updated"))
+    assert not any(b["type"] == "actions" for b in strong["blocks"])
+
+
+class SlowBuyer:
+    """A buyer that takes its time, answering with what the rep said (to check order)."""
+
+    def __init__(self, delay: float):
+        self.delay = delay
+
+    def reply(self, scenario, turns):  # noqa: ANN001, ANN201
+        time.sleep(self.delay)
+        return f"(answering) {turns[-1].text}"
+
+
+def test_two_quick_replies_are_answered_in_order_once_each(start_app):
+    harness = start_app(buyer=SlowBuyer(0.5))
+    invite = _approved_invite(harness)
+    started = time.monotonic()
+    answers = [harness.slack.dm(user=REP, channel=invite["channel"], text=text, thread_ts=invite["ts"])
+               for text in ("What is the budget compared against?", "And who else weighs in?")]
+    assert all(a.status_code == 200 for a in answers) and time.monotonic() - started < 0.5, "acked at once"
+    typing = harness.standin.wait_for(lambda: [m for m in harness.thread(invite) if "typing" in m["text"]])
+    assert typing, "a placeholder shows at once"
+    harness.standin.wait_for(lambda: len(harness.thread(invite)) == 4 and
+                             all("typing" not in m["text"] for m in harness.thread(invite)), timeout=10)
+    replies = [m["text"] for m in harness.thread(invite)[2:]]
+    assert replies == ["Dana Whitfield: (answering) What is the budget compared against?",
+                       "Dana Whitfield: (answering) And who else weighs in?"]
+
+
+def test_clicks_are_acknowledged_while_the_model_is_busy(start_app):
+    harness = start_app(buyer=SlowBuyer(1))
+    invite = _approved_invite(harness)
+    for i in range(4):
+        harness.slack.dm(user=REP, channel=invite["channel"], text=f"question {i}?", thread_ts=invite["ts"])
+    results = []
+
+    def click():
+        begun = time.monotonic()
+        harness.slack.command(ids.PROGRESS_COMMAND, user=REP)
+        results.append(time.monotonic() - begun)
+
+    threads = [threading.Thread(target=click) for _ in range(10)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert max(results) < 1.0, results
