@@ -231,6 +231,55 @@ def _limit_text(rule: RuleStats, config: CoachConfig) -> str:
 
 
 @cli.command()
+def practice(
+    scenario_id: Annotated[str, typer.Argument(help="A scenario id, e.g. price-objection")],
+    scenarios: Annotated[Path | None, typer.Option(help="Scenario folder (default: the shipped library)")] = None,
+) -> None:
+    """Run a roleplay and its grade in the terminal, offline with the scripted buyer: for scenario authors.
+
+    Type your lines as the rep; `done` (or the turn limit, or the buyer's decision) ends it. Lines may be piped in.
+    """
+    from bot.app import REPO_SCENARIOS
+    from bot.practice.grader import HeuristicGrader
+    from bot.practice.roleplay import ScriptedBuyer, Turn, roleplay_over
+    from bot.practice.scenarios import ScenarioError, load_scenarios
+
+    try:
+        library = load_scenarios(scenarios or REPO_SCENARIOS)
+    except ScenarioError as exc:
+        _fail(exc.problems, "the scenario library has mistakes")
+    if scenario_id not in library:
+        _fail([f"SCENARIO: no scenario {scenario_id!r} (known: {', '.join(sorted(library))})"], "cannot practise")
+    scenario, buyer = library[scenario_id], ScriptedBuyer()
+    persona = scenario.persona
+    out.print(f"[bold]{scenario.title}[/]\n[dim]Your goal:[/] {scenario.goal}")
+    out.print(f"[dim]The situation:[/] {scenario.context}")
+    out.print(f"[dim]You are talking to {persona.name}, {persona.role} at {persona.company}. Type done to finish.[/]\n")
+    turns = [Turn("buyer", scenario.opening_line)]
+    out.print(f"[bold cyan]{persona.name}:[/] {scenario.opening_line}", highlight=False)
+    while not roleplay_over(scenario, turns):
+        line = sys.stdin.readline()
+        if not line:
+            break
+        if not line.strip():
+            continue
+        turns.append(Turn("rep", line.strip()))
+        if roleplay_over(scenario, turns):
+            break
+        reply = buyer.reply(scenario, turns)
+        turns.append(Turn("buyer", reply))
+        out.print(f"[bold cyan]{persona.name}:[/] {reply}", highlight=False)
+    grade = HeuristicGrader().grade(scenario, turns)
+    out.print(f"\n[bold]Score {grade.score}/100 · {'proficient' if grade.passed else 'not there yet'}[/]")
+    out.print(grade.summary, highlight=False)
+    for c in grade.criteria:
+        out.print(f"\n[bold]{c.label}: level {c.level}/4[/]", highlight=False)
+        for quote in c.evidence:
+            out.print(f"  > “{quote}”", highlight=False, markup=False)
+        out.print(f"  {c.feedback}", highlight=False, markup=False)
+
+
+@cli.command()
 def audit(
     rep: Annotated[str | None, typer.Option("--rep", help="A rep's Slack user ID or email")] = None,
     since: Annotated[str | None, typer.Option("--since", help="ISO date or time, e.g. 2026-11-01")] = None,

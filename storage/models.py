@@ -227,6 +227,7 @@ class OutboxMessage(SQLModel, table=True):
     status: OutboxStatus = Field(default=OutboxStatus.PENDING, sa_type=String(16))
     attempts: int = 0
     next_attempt_at: datetime
+    held_until: datetime | None = Field(default=None, description="held for the recipient's working hours")
     lease_until: datetime | None = None
     claim_token: str | None = Field(default=None, max_length=32, description="which sender holds the lease")
     ts: str | None = Field(default=None, max_length=32)

@@ -14,6 +14,7 @@ from storage.models import OutboxMessage, OutboxStatus
 
 UNSENT = (OutboxStatus.PENDING, OutboxStatus.SENDING)
 POST = "chat.postMessage"
+UPDATE = "chat.update"
 
 
 def enqueue(
@@ -33,7 +34,9 @@ def enqueue(
     """
     if anchor is not None and anchor.id is None:
         session.flush()
+    held = not_before if not_before is not None and not_before > now else None
     row = OutboxMessage(
+        held_until=held,
         dedupe_key=dedupe_key,
         method=method,
         channel=channel,
@@ -59,11 +62,14 @@ def claim_due(session: Session, *, now: datetime, lease: timedelta, limit: int =
     earlier = aliased(OutboxMessage)
     blocked = exists().where(
         and_(
-            OutboxMessage.method == POST,
-            earlier.method == POST,
+            # posts queue behind posts, edits behind edits, in the same channel...
+            or_(and_(OutboxMessage.method == POST, earlier.method == POST),
+                and_(OutboxMessage.method == UPDATE, earlier.method == UPDATE)),
             earlier.channel == OutboxMessage.channel,
             earlier.id < OutboxMessage.id,
             col(earlier.status).in_(UNSENT),
+            # ...but a message held for the recipient's working hours holds up nothing
+            or_(col(earlier.held_until).is_(None), col(earlier.held_until) <= now),
         )
     )
     due = or_(
@@ -108,8 +114,12 @@ def settle(session: Session, row: OutboxMessage, **values: Any) -> bool:
     return result.rowcount == 1
 
 
-def pending_count(session: Session) -> int:
-    return len(session.exec(select(OutboxMessage.id).where(col(OutboxMessage.status).in_(UNSENT))).all())
+def pending_count(session: Session, *, due_by: datetime | None = None) -> int:
+    """Unsent rows; with `due_by`, only those due by then (not those held for working hours)."""
+    query = select(OutboxMessage.id).where(col(OutboxMessage.status).in_(UNSENT))
+    if due_by is not None:
+        query = query.where(OutboxMessage.next_attempt_at <= due_by)
+    return len(session.exec(query).all())
 
 
 def enqueue_ephemeral(session: Session, *, channel: str, user: str, text: str, now: datetime) -> OutboxMessage:

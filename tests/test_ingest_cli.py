@@ -47,3 +47,16 @@ def test_a_broken_file_names_each_problem_and_imports_nothing(env):
     (env / "bad.csv").write_text("call_id,rep,started_at,criterion,score\nx-1,U0ALEX,yesterday,discovery,40\n")
     result = CliRunner().invoke(cli, ["ingest", str(env / "bad.csv")])
     assert result.exit_code == 1 and "row 2 (call x-1).started_at" in result.output
+
+
+def test_rehearse_practice_runs_a_roleplay_in_the_terminal():
+    from tests.transcripts import TRANSCRIPTS
+
+    lines = "\n".join(TRANSCRIPTS["price-objection"]["strong"]) + "\n"
+    result = CliRunner().invoke(cli, ["practice", "price-objection"], input=lines)
+    assert result.exit_code == 0, result.output
+    assert "Dana Whitfield:" in result.output and "Score" in result.output and "proficient" in result.output
+    weak = CliRunner().invoke(cli, ["practice", "price-objection"], input="Sure, I can do 20% off.\ndone\n")
+    assert "not there yet" in weak.output
+    missing = CliRunner().invoke(cli, ["practice", "nope"])
+    assert missing.exit_code == 1 and "price-objection" in missing.output

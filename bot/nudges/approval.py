@@ -177,8 +177,16 @@ class Decision:
     message: str
 
 
-def _who_may(deciders: list[str]) -> str:
-    return ", ".join(f"<@{p}>" if "@" not in p else p for p in deciders) or "the team's manager"
+def mention(coach: Coach, person: str) -> str:
+    """`<@U…>` for a Slack id, or for an email Slack has already resolved; else the email itself."""
+    if "@" not in person:
+        return f"<@{person}>"
+    user = coach.directory.user_id_for_email(person, cached_only=True)
+    return f"<@{user}>" if user else person
+
+
+def _who_may(coach: Coach, deciders: list[str]) -> str:
+    return ", ".join(mention(coach, p) for p in deciders) or "the team's manager"
 
 
 def _authorise(coach: Coach, nudge_id: int, user_id: str) -> tuple[Nudge | None, bool, list[str]]:
@@ -190,13 +198,13 @@ def _authorise(coach: Coach, nudge_id: int, user_id: str) -> tuple[Nudge | None,
     return nudge, nudge is not None and coach.directory.is_one_of(user_id, deciders), deciders
 
 
-def _blocked(session: Session, nudge: Nudge | None, allowed: bool, deciders: list[str], *, user_id: str,
-             channel: str, now: datetime) -> Decision | None:
+def _blocked(session: Session, coach: Coach, nudge: Nudge | None, allowed: bool, deciders: list[str], *,
+             user_id: str, channel: str, now: datetime) -> Decision | None:
     """Why this click changes nothing (told to the clicker alone), or None when it may go ahead."""
     if nudge is None:
         decision = Decision("unknown_nudge", "That practice suggestion no longer exists.")
     elif not allowed:
-        decision = Decision("refused", f"Only {_who_may(deciders)} can approve or skip practice for this team.")
+        decision = Decision("refused", f"Only {_who_may(coach, deciders)} can approve or skip practice for this team.")
         queries.audit(session, at=now, actor=user_id, action="approval_refused", subject=f"nudge:{nudge.id}")
     elif nudge.state != NudgeState.PENDING_APPROVAL:
         verb = str(nudge.state).replace("_", " ")
@@ -213,7 +221,8 @@ def may_decide(coach: Coach, *, nudge_id: int, user_id: str, channel: str) -> De
     nudge, allowed, deciders = _authorise(coach, nudge_id, user_id)
     with coach.db.session() as session:
         fresh = session.get(Nudge, nudge_id) if nudge else None
-        blocked = _blocked(session, fresh, allowed, deciders, user_id=user_id, channel=channel, now=coach.clock())
+        blocked = _blocked(session, coach, fresh, allowed, deciders, user_id=user_id, channel=channel,
+                           now=coach.clock())
     return blocked or Decision("may_decide", "")
 
 
@@ -224,7 +233,7 @@ def change_scenario(coach: Coach, *, nudge_id: int, user_id: str, scenario_id: s
     nudge, allowed, deciders = _authorise(coach, nudge_id, user_id)
     with coach.db.session() as session:
         nudge = session.get(Nudge, nudge_id, with_for_update=True) if nudge else None
-        blocked = _blocked(session, nudge, allowed, deciders, user_id=user_id, channel=channel, now=now)
+        blocked = _blocked(session, coach, nudge, allowed, deciders, user_id=user_id, channel=channel, now=now)
         if blocked:
             return blocked
         if scenario_id not in coach.scenarios:
@@ -253,7 +262,7 @@ def decide(coach: Coach, *, nudge_id: int, user_id: str, approve: bool, channel:
             coach.directory.timezone_for(rep.slack_user_id)  # learn the rep's zone before the transaction
     with coach.db.session() as session:
         fresh = session.get(Nudge, nudge_id) if nudge else None
-        blocked = _blocked(session, fresh, allowed, deciders, user_id=user_id, channel=channel, now=now)
+        blocked = _blocked(session, coach, fresh, allowed, deciders, user_id=user_id, channel=channel, now=now)
         if blocked:
             return blocked
         if approve and coach.scenario(fresh.scenario_id, fresh.criterion) is None:
@@ -265,7 +274,7 @@ def decide(coach: Coach, *, nudge_id: int, user_id: str, approve: bool, channel:
         reason = (reason or "").strip()[:500] or None
         if not lifecycle.advance(session, nudge_id=nudge_id, expected=NudgeState.PENDING_APPROVAL, target=target,
                                  decided_by=user_id, decided_at=now, approval_ts=message_ts, skip_reason=reason):
-            return _blocked(session, session.get(Nudge, nudge_id), True, deciders, user_id=user_id,
+            return _blocked(session, coach, session.get(Nudge, nudge_id), True, deciders, user_id=user_id,
                             channel=channel, now=now)
         nudge = session.get(Nudge, nudge_id)
         card = approval_card(session, coach, nudge=nudge)
@@ -274,8 +283,9 @@ def decide(coach: Coach, *, nudge_id: int, user_id: str, approve: bool, channel:
                          **blocks.decided_message(card, approved=approve, decider=user_id, when=now, reason=reason)},
                 dedupe_key=f"nudge:{nudge_id}:decided", now=now)
         if approve:
-            invite_rep(session, coach, nudge=nudge, rep=session.get(Rep, nudge.rep_id), now=now,
-                       headline=f"Your manager picked a 5-minute drill on {card.criterion_label.lower()}.")
+            if nudge.policy != "rep_first":  # a rep-first rep already has the drill in their DM
+                invite_rep(session, coach, nudge=nudge, rep=session.get(Rep, nudge.rep_id), now=now,
+                           headline=f"Your manager picked a 5-minute drill on {card.criterion_label.lower()}.")
             lifecycle.advance(session, nudge_id=nudge_id, expected=NudgeState.APPROVED, target=NudgeState.DELIVERED)
         queries.audit(session, at=now, actor=user_id, action=str(target), subject=f"nudge:{nudge_id}",
                       **({"reason": reason} if reason else {}))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -71,14 +71,14 @@ def next_working_time(
 
 
 def working_hours_between(start: datetime, end: datetime, *, timezone: str, working_days: list[str]) -> float:
-    """Hours from `start` to `end` that fall on working days in `timezone` (a weekend does not count)."""
+    """Hours from `start` to `end` that fall on working days in `timezone`: nights count, a weekend does not."""
     zone = ZoneInfo(timezone)
     total, cursor = 0.0, start.astimezone(zone)
     end = end.astimezone(zone)
     while cursor < end:
         next_midnight = datetime.combine(cursor.date() + timedelta(days=1), time(0), tzinfo=zone)
         stop = min(next_midnight, end)
-        if WEEKDAYS[cursor.weekday()] in working_days:
-            total += (stop - cursor).total_seconds() / 3600
+        if WEEKDAYS[cursor.weekday()] in working_days:  # real elapsed time, across a daylight-saving change too
+            total += (stop.astimezone(UTC) - cursor.astimezone(UTC)).total_seconds() / 3600
         cursor = stop
     return total

@@ -8,6 +8,7 @@ from sqlmodel import Session, select
 
 from bot.coach import Coach
 from bot.nudges import lifecycle
+from bot.nudges.approval import mention
 from bot.slack import blocks
 from storage import queries
 from storage.models import Dispute, Nudge, NudgeState, OutboxMessage, Rep
@@ -42,7 +43,7 @@ def open_dispute(coach: Coach, *, nudge_id: int, user_id: str, comment: str) -> 
         session.add(dispute)
         session.flush()
         team = coach.config.team(nudge.team_id)
-        managers = " ".join(f"<@{m}>" for m in team.managers if "@" not in m) or "Managers"
+        managers = " ".join(mention(coach, m) for m in team.managers)
         message = blocks.dispute_message(dispute_id=dispute.id, rep_user=user_id, comment=comment, managers=managers)
         anchor = _approval_row(session, nudge_id)
         if anchor is not None and anchor.error is None:  # in the approval message's thread

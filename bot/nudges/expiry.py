@@ -6,20 +6,24 @@ import logging
 import re
 from datetime import datetime, timedelta
 
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col, func, select
 
 from bot.coach import Coach
 from bot.nudges import lifecycle
 from bot.nudges.approval import approval_card
+from bot.nudges.budget import working_hours_between
 from bot.slack import blocks
 from storage import queries
-from storage.models import Nudge, NudgeState, OutboxMessage, Signal
+from storage.models import Dispute, Nudge, NudgeState, OutboxMessage, OutboxStatus, PracticeSession, Signal
 from storage.outbox import enqueue
 
 log = logging.getLogger(__name__)
 
-APPROVAL_TTL = timedelta(hours=72)  # a manager who has not decided in three days will not
+APPROVAL_HOURS = 72                 # hours of working days a manager has to decide (a weekend does not count)
+APPROVAL_MIN = timedelta(hours=APPROVAL_HOURS)  # never sooner than this in clock time
 INVITE_TTL = timedelta(days=14)     # an approved drill the rep never started
+DISPUTE_TTL = timedelta(days=7)     # a dispute the manager never settled
+PRACTICE_TTL = timedelta(days=14)   # a drill started and then left
 NUDGE_ROW = re.compile(r"^nudge:(\d+):(approval|invite)$")
 
 
@@ -40,16 +44,56 @@ def _expire(session: Session, coach: Coach, nudge: Nudge, *, reason: str, now: d
     return True
 
 
+def stale_reason(*, state: NudgeState, asked_at: datetime | None, working_hours_waited: float,
+                 since: datetime, now: datetime) -> str | None:
+    """Why a nudge can go no further and should expire, or None (pure).
+
+    `working_hours_waited`: how long the manager has had the approval message, weekends not counted;
+    `since`: when the current wait began (the decision, the dispute, the last practice attempt)."""
+    if state == NudgeState.PENDING_APPROVAL and asked_at is not None and working_hours_waited >= APPROVAL_HOURS:
+        return f"no decision within {APPROVAL_HOURS} working hours"
+    if state == NudgeState.DELIVERED and now - since >= INVITE_TTL:
+        return "the drill was not started within 14 days"
+    if state == NudgeState.DISPUTED and now - since >= DISPUTE_TTL:
+        return "the dispute was not settled within 7 days"
+    if state == NudgeState.PRACTISING and now - since >= PRACTICE_TTL:
+        return "no practice attempt for 14 days"
+    return None
+
+
+def _waiting_since(session: Session, nudge: Nudge) -> datetime:
+    if nudge.state == NudgeState.DISPUTED:
+        opened = session.exec(select(func.max(Dispute.opened_at)).where(Dispute.nudge_id == nudge.id)).one()
+        return opened or nudge.created_at
+    if nudge.state == NudgeState.PRACTISING:
+        last = session.exec(select(func.max(PracticeSession.started_at))
+                            .where(PracticeSession.nudge_id == nudge.id)).one()
+        return last or nudge.decided_at or nudge.created_at
+    return nudge.decided_at or nudge.created_at
+
+
 def expire_stale_nudges(coach: Coach, *, now: datetime) -> int:
-    """Expire approvals left undecided and drills left unstarted; each row is claimed once."""
-    stale = (
-        (col(Nudge.state) == NudgeState.PENDING_APPROVAL) & (col(Nudge.created_at) < now - APPROVAL_TTL)
-    ) | ((col(Nudge.state) == NudgeState.DELIVERED) & (col(Nudge.decided_at) < now - INVITE_TTL))
+    """Expire what nobody can act on any more (see `stale_reason`); each row is claimed once."""
+    open_states = [NudgeState.PENDING_APPROVAL, NudgeState.DELIVERED, NudgeState.DISPUTED, NudgeState.PRACTISING]
     with coach.db.session() as session:
-        nudges = list(session.exec(select(Nudge).where(stale).limit(200).with_for_update(skip_locked=True)))
-        reasons = {NudgeState.PENDING_APPROVAL: "no decision within 72 hours",
-                   NudgeState.DELIVERED: "the drill was not started within 14 days"}
-        return sum(_expire(session, coach, n, reason=reasons[n.state], now=now) for n in nudges)
+        nudges = list(session.exec(
+            select(Nudge).where(col(Nudge.state).in_(open_states), col(Nudge.created_at) <= now - timedelta(days=1),
+                                col(Nudge.ask_manager_at).is_(None))
+            .order_by(col(Nudge.created_at)).limit(500).with_for_update(skip_locked=True)))
+        expired = 0
+        for nudge in nudges:
+            team = coach.config.team(nudge.team_id)
+            posted = session.exec(select(OutboxMessage).where(
+                OutboxMessage.dedupe_key == f"nudge:{nudge.id}:approval", OutboxMessage.status == OutboxStatus.SENT,
+                col(OutboxMessage.sent_at) <= now - APPROVAL_MIN)).first() \
+                if nudge.state == NudgeState.PENDING_APPROVAL else None
+            waited = working_hours_between(posted.sent_at, now, timezone=team.timezone if team else "UTC",
+                                           working_days=coach.config.budget.working_days) if posted else 0.0
+            reason = stale_reason(state=NudgeState(nudge.state), asked_at=posted.sent_at if posted else None,
+                                  working_hours_waited=waited, since=_waiting_since(session, nudge), now=now)
+            if reason:
+                expired += _expire(session, coach, nudge, reason=reason, now=now)
+        return expired
 
 
 def expire_after_failed_delivery(coach: Coach, row: OutboxMessage, error: str) -> None:
@@ -59,6 +103,7 @@ def expire_after_failed_delivery(coach: Coach, row: OutboxMessage, error: str) -
         return
     with coach.db.session() as session:
         nudge = session.get(Nudge, int(match[1]))
-        if nudge is not None and nudge.state in (NudgeState.PENDING_APPROVAL, NudgeState.DELIVERED):
+        blocked = {"approval": NudgeState.PENDING_APPROVAL, "invite": NudgeState.DELIVERED}[match[2]]
+        if nudge is not None and nudge.state == blocked:  # an auto-approve FYI failing stops nothing
             log.error("nudge %s expired: its %s could not be delivered (%s)", nudge.id, match[2], error)
             _expire(session, coach, nudge, reason=f"Slack refused the {match[2]}: {error}", now=coach.clock())

@@ -71,7 +71,15 @@ def rep_row(session: Session, coach: Coach, slack_user_id: str | None, email: st
     by_email = queries.find_rep(session, email=email, lock=True) if email else None
     if by_id is not None and by_email is not None and by_id.id != by_email.id:
         queries.merge_reps(session, keep=by_id, drop=by_email)  # one person first known by id, then by email
-    rep = by_id or by_email or Rep(created_at=coach.clock())
+    rep = by_id or by_email
+    if rep is None:
+        try:
+            with session.begin_nested():  # another request may be adding the same new rep right now
+                rep = Rep(created_at=coach.clock(), slack_user_id=slack_user_id, email=email)
+                session.add(rep)
+                session.flush()
+        except IntegrityError:
+            rep = queries.find_rep(session, slack_user_id=slack_user_id, email=email, lock=True)
     rep.slack_user_id = rep.slack_user_id or slack_user_id
     rep.email = rep.email or email
     rep.team_id = team_for(coach.config, slack_user_id=rep.slack_user_id, email=rep.email)

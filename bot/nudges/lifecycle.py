@@ -15,7 +15,7 @@ TRANSITIONS: dict[S, frozenset[S]] = {
     # rep-first: the manager is asked when the rep has not started in time; a rep may dispute
     S.DELIVERED: frozenset({S.PRACTISING, S.PENDING_APPROVAL, S.DISPUTED, S.EXPIRED}),
     S.DISPUTED: frozenset({S.DELIVERED, S.WITHDRAWN, S.EXPIRED}),
-    S.PRACTISING: frozenset({S.COMPLETED}),
+    S.PRACTISING: frozenset({S.COMPLETED, S.EXPIRED}),
     S.SKIPPED: frozenset(),
     S.EXPIRED: frozenset(),
     S.WITHDRAWN: frozenset(),

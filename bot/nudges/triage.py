@@ -86,6 +86,15 @@ def _wait(session: Session, signal: Signal, reason: str) -> None:
     session.add(signal)
 
 
+def _lapse_recovered(session: Session, rep: Rep, *, current: set[int]) -> None:
+    """Waiting signals whose rule no longer fires (the rep recovered, or a newer call re-signalled) lapse."""
+    pending = select(Signal).where(Signal.rep_id == rep.id, col(Signal.status).in_(["waiting", "open"]))
+    for signal in session.exec(pending):
+        if signal.id not in current:
+            signal.status, signal.wait_reason = "lapsed", None
+            session.add(signal)
+
+
 def rep_budget(session: Session, *, rep_id: int, now: datetime) -> RepBudget:
     recent = session.exec(select(func.count()).select_from(Nudge).where(
         Nudge.rep_id == rep_id, Nudge.created_at >= now - timedelta(days=7))).one()
@@ -107,6 +116,7 @@ def review_rep(session: Session, coach: Coach, rep: Rep) -> Nudge | None:
     findings = evaluate(history(session, rep_id=rep.id), criteria=config.criteria,
                         metric_rules=config.metric_rules, thresholds=thresholds)
     signals = {f.criterion: _signal(session, coach, rep, f, f.criterion in thresholds) for f in findings}
+    _lapse_recovered(session, rep, current={s.id for s in signals.values()})
     candidates = [f for f in findings if signals[f.criterion].status in ("open", "waiting")]
     if not candidates:
         return None
@@ -122,18 +132,18 @@ def review_rep(session: Session, coach: Coach, rep: Rep) -> Nudge | None:
                 label = config.criterion_label(open_nudge.criterion).lower()
                 _wait(session, signal, f"one focus skill at a time: {label} is open")
         return None
-    focus = choose_focus(candidates, weights={n: r.weight for n, r in {**config.criteria,
-                                                                      **config.metric_rules}.items()},
+    budget = rep_budget(session, rep_id=rep.id, now=now)
+    verdicts = {f.criterion: budget_verdict(
+        criterion=f.criterion, mean_now=f.mean, worse_is_lower=f.rule != "metric_above", rep=budget,
+        weekly_cap=config.budget.weekly_cap, cooldown_days=config.budget.cooldown_days, now=now) for f in candidates}
+    allowed = [f for f in candidates if verdicts[f.criterion] is None]  # a skill cooling down does not block others
+    focus = choose_focus(allowed, weights={n: r.weight for n, r in {**config.criteria, **config.metric_rules}.items()},
                          boosts={n: p.boost for p in config.priorities for n in p.criteria})
-    rule = config.rule(focus.criterion)
-    verdict = budget_verdict(
-        criterion=focus.criterion, mean_now=focus.mean, worse_is_lower=focus.rule != "metric_above",
-        rep=rep_budget(session, rep_id=rep.id, now=now), weekly_cap=config.budget.weekly_cap,
-        cooldown_days=config.budget.cooldown_days, now=now)
-    if verdict:
+    if focus is None:
         for finding in candidates:
-            _wait(session, signals[finding.criterion], verdict)
+            _wait(session, signals[finding.criterion], verdicts[finding.criterion])
         return None
+    rule = config.rule(focus.criterion)
     chosen = signals[focus.criterion]
     nudge = Nudge(rep_id=rep.id, team_id=rep.team_id, signal_id=chosen.id, criterion=focus.criterion,
                   scenario_id=rule.scenario, created_at=now)
@@ -141,9 +151,9 @@ def review_rep(session: Session, coach: Coach, rep: Rep) -> Nudge | None:
     session.flush()
     chosen.status, chosen.nudge_id, chosen.wait_reason = "nudged", nudge.id, None
     session.add(chosen)
+    first = f"one focus skill at a time: {config.criterion_label(focus.criterion).lower()} came first"
     for finding in candidates:
         if finding is not focus:
-            _wait(session, signals[finding.criterion],
-                  f"one focus skill at a time: {config.criterion_label(focus.criterion).lower()} came first")
+            _wait(session, signals[finding.criterion], verdicts[finding.criterion] or first)
     approval.request_approval(session, coach, nudge=nudge, rep=rep, signal=chosen)
     return nudge

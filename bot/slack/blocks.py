@@ -191,7 +191,7 @@ def dispute_modal(*, metadata: str) -> dict:
 def dispute_message(*, dispute_id: int, rep_user: str, comment: str, managers: str) -> dict:
     """Posted in the approval thread: the rep's comment, and Keep / Withdraw for the manager."""
     value = str(dispute_id)
-    return {"text": f"<@{rep_user}> disputes this drill: {comment}", "blocks": [
+    return {"text": f"<@{rep_user}> disputes this drill: {escape(_clip(comment, 1500))}", "blocks": [
         section(f"{managers}: <@{rep_user}> says this does not look right:\n> {escape(_clip(comment, 1500))}"),
         {"type": "actions", "block_id": f"dispute-{dispute_id}", "elements": [
             button("Keep the drill", ids.KEEP, value, "primary"), button("Withdraw it", ids.WITHDRAW, value)]},

@@ -51,10 +51,10 @@ class SlackDirectory:
         except (SlackClientError, OSError) as exc:
             raise LookupError(f"{method}: {exc}") from exc
 
-    def user_id_for_email(self, email: str) -> str | None:
+    def user_id_for_email(self, email: str, *, cached_only: bool = False) -> str | None:
         key = f"email:{email.lower()}"
         fresh, value = self._cached(key)
-        if fresh:
+        if fresh or cached_only:
             return value
         try:
             user = self._ask("users.lookupByEmail", email=email.lower())

@@ -160,7 +160,7 @@ def wait_until_sent(db: Database, sender: OutboxSender, timeout: float = 10.0) -
     while True:
         sender.drain()
         with db.session() as session:
-            if pending_count(session) == 0:
+            if pending_count(session, due_by=datetime.now(UTC) + timedelta(seconds=5)) == 0:
                 return
         if time.monotonic() > deadline:
             raise TimeoutError("outbox still has unsent messages")
