@@ -182,7 +182,8 @@ def _dispute(harness, comment: str) -> tuple[dict, dict]:
     modal = harness.modal()
     harness.slack.submit(modal, user=REP, values={(ids.COMMENT_BLOCK, ids.COMMENT_INPUT): comment})
     posted = harness.standin.wait_for(lambda: harness.thread(approval) or None)[0]
-    assert comment in _text(posted) and f"<@{MANAGER}>" in _text(posted)
+    shown = _text(posted).replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+    assert comment in shown and f"<@{MANAGER}>" in shown
     assert _nudge(harness).state == NudgeState.DISPUTED
     return approval, posted
 
@@ -209,3 +210,30 @@ def test_dispute_withdrawn(harness):
     assert "Withdrawn by" in _text(posted) and _nudge(harness).state == NudgeState.WITHDRAWN
     with harness.app.coach.db.session() as session:
         assert disputes_by_criterion(session) == {"objection_handling": 1}
+
+
+def test_rep_first_then_the_manager_approves(start_app, standin):
+    harness = start_app(config=_policy("rep_first", rep_first_hours=24))
+    harness.send_calls(low_calls())
+    harness.invite()
+    harness.app.run_due_jobs(_nudge(harness).ask_manager_at + timedelta(minutes=1))
+    harness.slack.click(harness.approval_message(), ids.APPROVE, user=MANAGER)
+    harness.standin.wait_for(lambda: harness.approval_message().get("updated"))
+    assert _nudge(harness).state == NudgeState.DELIVERED
+    harness.app.sender.drain()
+    assert len([m for m in standin.messages_in(REP) if m.get("blocks")]) == 1, "the rep already had the drill"
+
+
+def test_an_unsettled_dispute_expires_after_a_week(harness):
+    _dispute(harness, "Wrong call")
+    with harness.app.coach.db.session() as session:
+        opened = session.exec(select(Dispute)).one().opened_at
+    harness.app.run_due_jobs(opened + timedelta(days=6))
+    assert _nudge(harness).state == NudgeState.DISPUTED
+    harness.app.run_due_jobs(opened + timedelta(days=8))
+    assert _nudge(harness).state == NudgeState.EXPIRED
+
+
+def test_a_dispute_comment_cannot_ping_the_channel(harness):
+    _, posted = _dispute(harness, "<!channel> this is wrong")
+    assert "<!channel>" not in posted["text"] and "&lt;!channel&gt;" in posted["text"]

@@ -76,3 +76,16 @@ def test_next_working_time(now, zone, expected):
 def test_no_working_hours_means_any_time_of_a_working_day():
     saturday = datetime(2026, 11, 28, 3, 0, tzinfo=UTC)
     assert next_working_time(saturday, timezone="UTC", working_days=["sat"], hours=None) == saturday
+
+
+def test_working_hours_between_skips_weekends_and_counts_real_hours_across_dst():
+    from bot.nudges.budget import working_hours_between
+
+    friday_noon = datetime(2026, 11, 27, 17, 0, tzinfo=UTC)     # 12:00 in New York
+    monday_noon = datetime(2026, 11, 30, 17, 0, tzinfo=UTC)
+    assert working_hours_between(friday_noon, monday_noon, timezone="America/New_York",
+                                 working_days=WEEKDAYS) == pytest.approx(24)
+    # Sunday 2026-03-08 springs forward in New York: that day has 23 real hours
+    before, after = datetime(2026, 3, 8, 5, 0, tzinfo=UTC), datetime(2026, 3, 9, 4, 0, tzinfo=UTC)
+    assert working_hours_between(before, after, timezone="America/New_York",
+                                 working_days=["sun"]) == pytest.approx(23)

@@ -150,3 +150,11 @@ def test_a_sender_that_stalled_past_its_lease_does_not_send_again(db, standin, d
     assert later.drain() == 1, "the lapsed claim is taken over and sent"
     assert stalled._deliver(claimed) is False, "the stalled sender wakes up and finds the row is not its own"
     assert [m["text"] for m in standin.messages_in("C0ONE")] == ["once"]
+
+
+def test_a_message_held_for_working_hours_holds_up_nothing(db, standin, database_url):
+    later = datetime.now(UTC) + timedelta(hours=10)
+    _post(db, REP, "the drill, at 08:30 tomorrow", not_before=later)
+    _post(db, REP, "an on-demand drill, now")
+    assert _sender(db, standin, database_url).drain() == 1
+    assert [m["text"] for m in standin.messages_in(REP)] == ["an on-demand drill, now"]
