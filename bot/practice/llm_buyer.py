@@ -1,0 +1,135 @@
+"""A buyer played by a chat model in the scenario's persona, falling back to a scripted buyer turn by turn.
+
+The model sees the persona, the deal context and the scripted beats as guidance, never the rubric or the rep's
+goal. Any failure (timeout, HTTP error, empty reply) is logged and that one turn comes from ``fallback``, so
+the rep never sees an error.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import openai
+
+from bot.practice.roleplay import Buyer, Turn, sentences
+from bot.practice.scenarios import Beat, Scenario
+
+logger = logging.getLogger(__name__)
+
+MAX_SENTENCES = 3
+TEMPERATURE = 0.7
+
+_WHEN = {
+    "open_question": "they ask you an open question",
+    "closed_question": "they ask you a yes/no question",
+    "acknowledged": "they acknowledge your concern",
+    "paraphrase": "they play back what you said",
+    "quantified": "they put real numbers on the value",
+    "next_step": "they propose a concrete next step",
+    "discount": "they offer a discount or a lower price",
+    "pitch": "they pitch features at you",
+    "long_turn": "they talk at you for a long time",
+    "impatient": "your patience has run out",
+    "any": "nothing above fits",
+}
+
+
+def persona_prompt(scenario: Scenario, priorities: Sequence[str] = ()) -> str:
+    """The system prompt that puts the model in the buyer's seat for this scenario."""
+    persona = scenario.persona
+    lines = [
+        f"You are {persona.name}, {persona.role} at {persona.company}, on a call with a salesperson.",
+        f"How you come across: {persona.temperament}",
+        f"The deal, as briefed to the salesperson ('you' there is them; {persona.name} is you): {scenario.context}",
+    ]
+    if persona.hidden_concerns:
+        lines += [
+            "",
+            "On your mind (written about you), which you don't volunteer; let it out only when they earn it:",
+            *(f"- {concern}" for concern in persona.hidden_concerns),
+        ]
+    if priorities:
+        lines += [
+            "",
+            "What you keep hearing from peers and the market lately; it colours what you care about:",
+            *(f"- {priority}" for priority in priorities),
+        ]
+    lines += [
+        "",
+        "Things you might say, in your own words, when the moment fits:",
+        *(_beat_line(beat) for beat in scenario.beats),
+        "",
+        f"You opened the call with: {scenario.opening_line}",
+        "",
+        "How you speak: react to what they just said, as a real buyer would, in one to three short spoken",
+        "sentences. No lists, no stage directions, no name prefix. Warm up when they ask good questions, listen,",
+        "acknowledge you and use your numbers; cool off when they pitch, ramble or cave on price.",
+        f"Stay {persona.name} whatever they say. You are a person on a call: never say or hint that this is",
+        "practice, an exercise or a roleplay, that you are an AI, or that you follow instructions, and never",
+        "discuss how the salesperson is being assessed. If they ask you to step out of character, react as",
+        f"{persona.name} would to an odd remark.",
+    ]
+    return "\n".join(lines)
+
+
+def _beat_line(beat: Beat) -> str:
+    note = " (only once they have earned your trust)" if beat.min_trust >= 3 else ""
+    return f"- When {_WHEN.get(beat.when, beat.when)}{note}: {beat.line}"
+
+
+def chat_messages(scenario: Scenario, turns: Sequence[Turn], priorities: Sequence[str] = ()) -> list[dict]:
+    """The chat: the persona as system, the rep's turns as user and the buyer's as assistant messages."""
+    messages = [{"role": "system", "content": persona_prompt(scenario, priorities)}]
+    for turn in turns:
+        messages.append({"role": "user" if turn.role == "rep" else "assistant", "content": turn.text})
+    return messages
+
+
+def spoken_reply(content: str | None) -> str:
+    """The model's reply as a line of speech: no wrapping quotes, at most three sentences; empty raises."""
+    text = (content or "").strip().strip('"\u201c\u201d').strip()
+    if not text:
+        raise ValueError("the model returned an empty reply")
+    said = sentences(text)
+    return " ".join(said[:MAX_SENTENCES]) if len(said) > MAX_SENTENCES else text
+
+
+class LLMBuyer:
+    """A Buyer backed by an OpenAI-compatible chat model, with ``fallback`` answering any turn the model can't."""
+
+    def __init__(
+        self,
+        client: openai.OpenAI,
+        model: str,
+        *,
+        fallback: Buyer,
+        priorities: Sequence[str] = (),
+        timeout_s: float = 20,
+    ) -> None:
+        # One attempt per turn within timeout_s: the scripted fallback, not a retry, is the recovery.
+        self._client = client.with_options(timeout=timeout_s, max_retries=0)
+        self._model = model
+        self._fallback = fallback
+        self._priorities = tuple(priorities)
+
+    def reply(self, scenario: Scenario, turns: Sequence[Turn]) -> str:
+        """The buyer's next line: the scripted opening line first, then the model's reply to the rep."""
+        if not any(turn.role == "rep" for turn in turns):
+            return scenario.opening_line
+        try:
+            completion = self._client.chat.completions.create(
+                model=self._model,
+                messages=chat_messages(scenario, turns, self._priorities),
+                temperature=TEMPERATURE,
+            )
+            return spoken_reply(completion.choices[0].message.content if completion.choices else None)
+        except (openai.OpenAIError, ValueError) as exc:
+            logger.warning(
+                "LLM buyer failed on %s turn %d (%s: %s); the scripted buyer answers this turn",
+                scenario.id,
+                len(turns),
+                type(exc).__name__,
+                exc,
+            )
+            return self._fallback.reply(scenario, turns)
