@@ -66,6 +66,22 @@ def slack_client(settings: Settings, *, wait_on_rate_limit: bool = True) -> WebC
                      retry_handlers=handlers)
 
 
+def practice_partners(settings: Settings, config: CoachConfig) -> tuple[Buyer, Grader]:
+    """The buyer and the grader: a model when OPENAI_API_KEY or OPENAI_BASE_URL is set, else scripted and rule-based
+    (which also stand in, turn by turn, whenever the model fails or is slow)."""
+    scripted, rules = ScriptedBuyer(), HeuristicGrader()
+    if not (settings.openai_api_key or settings.openai_base_url):
+        return scripted, rules
+    import openai
+
+    from bot.practice.llm_buyer import LLMBuyer
+    from bot.practice.llm_grader import LLMGrader
+
+    client = openai.OpenAI(api_key=settings.openai_api_key or "not-needed", base_url=settings.openai_base_url)
+    return (LLMBuyer(client, settings.llm_model, fallback=scripted, priorities=[p.name for p in config.priorities]),
+            LLMGrader(client, settings.llm_model, fallback=rules))
+
+
 def sync_teams(coach: Coach) -> None:
     """coach.yaml is the source of truth for teams; mirror it into the database."""
     with coach.db.session() as session:
@@ -149,9 +165,10 @@ def create_app(
     db = Database(settings.database_url)
     db.migrate()
     client = slack_client(settings)
+    default_buyer, default_grader = practice_partners(settings, config)
     coach = Coach(
         db=db, config=config, scenarios=scenarios,
-        buyer=buyer or ScriptedBuyer(), grader=grader or HeuristicGrader(),
+        buyer=buyer or default_buyer, grader=grader or default_grader,
         directory=SlackDirectory(client), clock=clock,
         workers=ThreadPoolExecutor(settings.practice_workers, thread_name_prefix="practice"),
     )
