@@ -6,13 +6,15 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 
+import anyio.to_thread
 import uvicorn
 from apscheduler.schedulers.background import BackgroundScheduler
 from slack_bolt import App
@@ -150,6 +152,13 @@ def chase_approvals(coach: Coach, *, now: datetime) -> None:
     expire_stale_nudges(coach, now=now)
 
 
+@asynccontextmanager
+async def _http_threads(count: int, _app: Starlette) -> AsyncIterator[None]:
+    """Requests run Bolt's dispatch on worker threads; a burst of Slack traffic should not queue for them."""
+    anyio.to_thread.current_default_thread_limiter().total_tokens = count
+    yield
+
+
 def create_app(
     settings: Settings,
     *,
@@ -182,7 +191,8 @@ def create_app(
     )
     handlers.register(bolt, coach)
     web = Starlette(routes=routes(bolt=bolt, coach=coach, webhook_secret=settings.webhook_secret,
-                                  slack_http=not settings.socket_mode))
+                                  slack_http=not settings.socket_mode),
+                    lifespan=partial(_http_threads, settings.http_threads))
     sender = OutboxSender(db, slack_client(settings, wait_on_rate_limit=False),
                           on_failed=partial(expire_after_failed_delivery, coach))
     scheduler = BackgroundScheduler(timezone=UTC)
@@ -213,7 +223,7 @@ class BackgroundServer:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._server = uvicorn.Server(uvicorn.Config(app.web, host="127.0.0.1", port=self.port,
-                                                     log_level="warning", lifespan="off"))
+                                                     log_level="warning", lifespan="on"))
         self._thread = threading.Thread(target=self._server.run, daemon=True, name="web")
 
     def __enter__(self) -> BackgroundServer:

@@ -34,8 +34,9 @@ def make_engine(url: str) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _on_begin(conn):  # noqa: ANN001
-            # Writers queue on the lock up front instead of failing when a read upgrades to a write.
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            # Writers queue on the lock up front instead of failing when a read upgrades to a write;
+            # read-only units of work (`Database.reading`) take no lock and run beside the writer (WAL).
+            conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get("readonly") else "BEGIN IMMEDIATE")
 
         return engine
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
@@ -70,6 +71,12 @@ class Database:
             if session.info.pop("outbox_added", False):
                 for callback in self._on_outbox_commit:
                     callback()
+
+    @contextmanager
+    def reading(self) -> Iterator[Session]:
+        """A read-only unit of work: on SQLite it does not wait for (or block) writers."""
+        with Session(self.engine.execution_options(readonly=True), expire_on_commit=False) as session:
+            yield session  # closing ends the read transaction; loaded rows stay usable
 
     def migrate(self) -> None:
         """Bring the schema up to date (Alembic `upgrade head`)."""

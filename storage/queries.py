@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from datetime import datetime
 
 from sqlalchemy import update
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from storage.models import (
@@ -19,6 +20,7 @@ from storage.models import (
     PracticeTurn,
     Rep,
     Signal,
+    SlackEvent,
     Team,
 )
 
@@ -34,6 +36,17 @@ def upsert_team(session: Session, *, team_id: str, name: str, approvals_channel:
     team.digest_channel, team.timezone = digest_channel, timezone
     session.add(team)
     return team
+
+
+def first_delivery(session: Session, *, event_id: str, now: datetime) -> bool:
+    """Record a Slack event id; False when it was seen before (a retry)."""
+    try:
+        with session.begin_nested():
+            session.add(SlackEvent(event_id=event_id, received_at=now))
+            session.flush()
+    except IntegrityError:
+        return False
+    return True
 
 
 def find_rep(session: Session, *, slack_user_id: str | None = None, email: str | None = None,

@@ -20,7 +20,7 @@ def start_practice(ack, body, coach: Coach) -> None:
     )
 
 
-def on_message(event, coach: Coach) -> None:
+def on_message(body, event, coach: Coach) -> None:
     """Every message event is acked by Bolt; only a person's DM text becomes a roleplay turn."""
     if event.get("channel_type") != "im" or event.get("subtype") not in PERSON_SUBTYPES:
         return
@@ -28,7 +28,7 @@ def on_message(event, coach: Coach) -> None:
         return
     # The buyer may be a model that takes seconds: free Bolt's listener thread at once.
     coach.run_later(practice.handle_reply, coach, user_id=event["user"], channel=event["channel"],
-                         thread_ts=event.get("thread_ts"), text=event["text"])
+                    thread_ts=event.get("thread_ts"), text=event["text"], event_id=body.get("event_id"))
 
 
 def retake(ack, body, coach: Coach) -> None:

@@ -191,7 +191,7 @@ def _who_may(coach: Coach, deciders: list[str]) -> str:
 
 def _authorise(coach: Coach, nudge_id: int, user_id: str) -> tuple[Nudge | None, bool, list[str]]:
     """The nudge, whether the user may decide for its team, and who may. Asks Slack outside any transaction."""
-    with coach.db.session() as session:
+    with coach.db.reading() as session:
         nudge = session.get(Nudge, nudge_id)
     team = coach.config.team(nudge.team_id) if nudge else None
     deciders = team.deciders() if team else []
@@ -256,7 +256,7 @@ def decide(coach: Coach, *, nudge_id: int, user_id: str, approve: bool, channel:
     now = coach.clock()
     nudge, allowed, deciders = _authorise(coach, nudge_id, user_id)
     if nudge is not None and approve:
-        with coach.db.session() as session:
+        with coach.db.reading() as session:
             rep = session.get(Rep, nudge.rep_id)
         if rep.slack_user_id:
             coach.directory.timezone_for(rep.slack_user_id)  # learn the rep's zone before the transaction

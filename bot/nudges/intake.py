@@ -48,14 +48,14 @@ def identity(coach: Coach, ref: str) -> tuple[str | None, str | None]:
     A reference that is neither (an unmapped Gong user, say) gives (None, None): the call stays unmatched.
     """
     if "@" in ref:
-        with coach.db.session() as session:
+        with coach.db.reading() as session:
             rep = queries.find_rep(session, email=ref)
         if rep and rep.slack_user_id:
             return rep.slack_user_id, ref
         return coach.directory.user_id_for_email(ref), ref
     if not SLACK_USER.match(ref):
         return None, None
-    with coach.db.session() as session:
+    with coach.db.reading() as session:
         rep = queries.find_rep(session, slack_user_id=ref)
     if rep and rep.team_id:
         return ref, rep.email

@@ -188,11 +188,16 @@ def _find_practice(session: Session, *, channel: str, thread_ts: str) -> Practic
     return practice
 
 
-def handle_reply(coach: Coach, *, user_id: str, channel: str, thread_ts: str | None, text: str) -> Outcome:
-    """A rep's message in the DM: a roleplay turn when it is in an active practice thread."""
+def handle_reply(coach: Coach, *, user_id: str, channel: str, thread_ts: str | None, text: str,
+                 event_id: str | None = None) -> Outcome:
+    """A rep's message in the DM: a roleplay turn when it is in an active practice thread.
+
+    `event_id` is recorded in the same transaction as the turn, so a delivery Slack retries has one effect."""
     with coach.thread_locks.hold(f"{channel}:{thread_ts}"):  # two quick replies: in order, once each
         now = coach.clock()
         with coach.db.session() as session:
+            if event_id and not queries.first_delivery(session, event_id=event_id, now=now):
+                return Outcome("repeated_event")
             practice = _find_practice(session, channel=channel, thread_ts=thread_ts) if thread_ts else None
             if practice is None or not practice.active:
                 pointer = ("That thread has no practice running. Click *Start practice* on a drill, or type "

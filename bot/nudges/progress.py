@@ -10,7 +10,7 @@ from storage.outbox import enqueue
 
 
 def _facts(coach: Coach, user_id: str) -> dict:
-    with coach.db.session() as session:
+    with coach.db.reading() as session:
         rep = queries.find_rep(session, slack_user_id=user_id)
         if rep is None:
             return {"focus": None, "sessions": 0, "last_score": None, "next_followup": None}
