@@ -185,4 +185,4 @@ def _play(console: Console, show: Transcript, standin: SlackStandIn, app, url: s
     if followups:
         show.say("jobs", "Rehearse", f"running due jobs as of {followups[0].due_at:%Y-%m-%d} …")
         app.run_due_jobs(followups[0].due_at + timedelta(minutes=1))
-        show.wait(lambda: sum(1 for m in standin.messages_in(REP) if m.get("blocks")) >= 2, "refresher")
+        show.wait(lambda: any("Refresher" in m["text"] for m in standin.messages_in(REP)), "refresher")
