@@ -49,7 +49,8 @@ def main(reps: int = 200, delay: float = 10.0) -> None:
         env = {**os.environ, "SLACK_BOT_TOKEN": slack.bot_token, "SLACK_SIGNING_SECRET": SECRET,
                "SLACK_API_URL": slack.base_url, "DATABASE_URL": f"sqlite:///{Path(tmp) / 'bench.db'}",
                "OPENAI_BASE_URL": model.base_url, "REHEARSE_CONFIG": str(config), "PORT": str(port),
-               "REHEARSE_PRACTICE_WORKERS": str(max(8, reps)), "REHEARSE_OUTBOX_SWEEP_SECONDS": "0.5"}
+               "REHEARSE_PRACTICE_WORKERS": str(max(8, reps)), "REHEARSE_OUTBOX_SWEEP_SECONDS": "0.5",
+               "REHEARSE_SLACK_WORKERS": os.environ.get("REHEARSE_SLACK_WORKERS", "16")}
         server = subprocess.Popen([sys.executable, "-m", "bot", "serve", "--no-verbose"], env=env,
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         url = f"http://127.0.0.1:{port}"
