@@ -185,7 +185,14 @@ class PriorityConfig(_Strict):
 
 
 class FollowupConfig(_Strict):
+    """Follow-ups after a nudge completes: due `ladder_days` after it; after each follow-up drill a pass stretches
+    the next gap by `stretch` (up to `max_gap_days`) and a miss brings a re-drill `redrill_working_days` later."""
+
     ladder_days: list[int] = Field(default=[14, 60], min_length=1)
+    stretch: float = Field(default=2.5, ge=1, le=10)
+    max_gap_days: int = Field(default=180, ge=1, le=730)
+    redrill_working_days: int = Field(default=3, ge=1, le=30)
+    retention_turns: int = Field(default=2, ge=1, le=10)
 
     @field_validator("ladder_days")
     @classmethod

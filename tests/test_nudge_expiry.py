@@ -6,6 +6,7 @@ from datetime import timedelta
 
 from sqlmodel import select
 
+from bot.slack.sender import wait_until_sent
 from storage.models import Nudge, NudgeState
 from tests.conftest import APPROVALS, low_calls
 
@@ -18,6 +19,7 @@ def _states(harness) -> list[str]:
 def test_an_undecided_approval_expires_after_72_hours_and_says_so(harness):
     harness.send_calls(low_calls())
     approval = harness.approval_message()
+    wait_until_sent(harness.app.coach.db, harness.app.sender)  # the manager has the message from now on
     with harness.app.coach.db.session() as session:
         created = session.exec(select(Nudge)).one().created_at
     harness.app.run_due_jobs(created + timedelta(hours=71))

@@ -82,3 +82,15 @@ def working_hours_between(start: datetime, end: datetime, *, timezone: str, work
             total += (stop.astimezone(UTC) - cursor.astimezone(UTC)).total_seconds() / 3600
         cursor = stop
     return total
+
+
+def add_working_days(start: datetime, days: int, *, timezone: str, working_days: list[str]) -> datetime:
+    """The same wall-clock time `days` working days after `start` in `timezone` (weekends skipped)."""
+    zone = ZoneInfo(timezone)
+    local = start.astimezone(zone)
+    day, left = local.date(), days
+    while left > 0:
+        day += timedelta(days=1)
+        if WEEKDAYS[day.weekday()] in working_days:
+            left -= 1
+    return datetime.combine(day, local.timetz().replace(tzinfo=None), tzinfo=zone).astimezone(start.tzinfo)

@@ -15,7 +15,7 @@ from sqlmodel import Session, col, select
 from bot.coach import Coach
 from bot.nudges import lifecycle
 from bot.nudges.evidence_sides import BUYER_SIDE
-from bot.nudges.followups import schedule_followups
+from bot.nudges.followups import after_followup_drill, schedule_followups
 from bot.practice.grader import Grade as GradeResult
 from bot.practice.roleplay import Turn, roleplay_over
 from bot.practice.scenarios import Scenario
@@ -217,7 +217,9 @@ def handle_reply(coach: Coach, *, user_id: str, channel: str, thread_ts: str | N
                 retired = "This drill was retired from the library while you practised. Start a new one with `/drill`."
                 _post(session, coach, channel=channel, thread_ts=thread_ts, message={"text": retired})
                 return Outcome("scenario_retired")
-            over = roleplay_over(scenario, turns)
+            retention = practice.kind == "followup" and \
+                sum(t.role == "rep" for t in turns) >= coach.config.followups.retention_turns
+            over = roleplay_over(scenario, turns) or retention
             placeholder = None if over else _post(session, coach, channel=channel, thread_ts=thread_ts, message={
                 "text": f"_{scenario.persona.name} is typing…_"})
             practice_id = practice.id
@@ -268,8 +270,8 @@ def _finish(coach: Coach, practice_id: int, scenario: Scenario, turns: list[Turn
                                          completed_at=now)
         if practice.followup_id:
             followup = session.get(FollowUp, practice.followup_id)
-            followup.status = "done"
-            session.add(followup)
+            if followup.status != "done":  # the first attempt at a follow-up drill adapts the ladder
+                after_followup_drill(session, coach, followup=followup, passed=result.passed)
         lines = [blocks.GradeLine(c.label, c.level, c.evidence, c.feedback) for c in result.criteria]
         _post(session, coach, channel=practice.channel, thread_ts=practice.thread_ts, message=blocks.feedback(
             score=result.score, passed=result.passed, lines=lines, summary=result.summary, next_followups=due,
