@@ -36,3 +36,12 @@ def test_transfer_status(before, after, status):
 def test_the_trend_reads_like_a_sentence():
     line = transfer_status([42, 40, 41], [66, 70, 68, 64, 72], threshold=60).describe("Objection handling")
     assert line == "Objection handling on calls: 41 → 68, average of 5 calls since practice (improved)"
+
+
+@pytest.mark.parametrize(("before", "after", "status"), [
+    ([0.72, 0.70, 0.74], [0.55, 0.58, 0.60], "improved"),   # talking less is better
+    ([0.72, 0.70, 0.74], [0.71, 0.73, 0.72], "held"),
+    ([0.60, 0.62, 0.61], [0.80, 0.78, 0.82], "slipped"),
+])
+def test_transfer_on_a_metric_where_lower_is_better(before, after, status):
+    assert transfer_status(before, after, threshold=0.65, margin=0.065, higher_is_better=False).status == status

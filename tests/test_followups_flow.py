@@ -17,8 +17,8 @@ from tests.transcripts import TRANSCRIPTS
 STRONG = TRANSCRIPTS["price-objection"]["strong"]
 
 
-def _completed(harness) -> tuple[Nudge, list[FollowUp]]:
-    harness.send_calls(low_calls())
+def _completed(harness, calls: list[dict] | None = None) -> tuple[Nudge, list[FollowUp]]:
+    harness.send_calls(calls or low_calls())
     harness.slack.click(harness.approval_message(), ids.APPROVE, user=MANAGER)
     invite = harness.invite()
     harness.slack.click(invite, ids.START_PRACTICE, user=REP)
@@ -101,3 +101,30 @@ def test_two_dispatchers_deliver_each_of_1000_follow_ups_exactly_once(harness):
         keys = session.exec(select(OutboxMessage.dedupe_key).where(
             OutboxMessage.dedupe_key.like("followup:%:invite"))).all()
     assert len(keys) == len(set(keys)) == 1000
+
+
+def test_a_skill_that_slips_after_practice_reopens_a_signal(start_app):
+    import copy
+
+    from tests.conftest import TEST_CONFIG
+
+    config = copy.deepcopy(TEST_CONFIG)
+    config["criteria"]["objection_handling"]["threshold"] = 30  # the slip, not the threshold, is what fires
+    config["budget"]["weekly_cap"] = 5
+    harness = start_app(config=config)
+    calls = low_calls()
+    for call in calls:
+        call["scores"][0]["score"] = 25
+    nudge, _ = _completed(harness, calls)
+    slipping = []
+    for i, score in enumerate((10, 35, 5)):  # not three in a row under 30, but worse than before
+        call = scored_call(f"slip-{i}", score)
+        call["started_at"] = (nudge.completed_at + timedelta(days=2 + i)).isoformat()
+        slipping.append(call)
+    harness.send_calls(slipping)  # one batch: reviewed once, with all three calls in
+    with harness.app.coach.db.session() as session:
+        nudges = session.exec(select(Nudge).order_by(Nudge.id)).all()
+    assert [n.criterion for n in nudges] == ["objection_handling", "objection_handling"]
+    messages = harness.standin.wait_for(lambda: (lambda m: m if len(m) == 2 else None)(
+        harness.standin.messages_in("C0APPROVALS")))
+    assert "slipped since practice" in str(messages[1]["blocks"])

@@ -23,6 +23,8 @@ def _limit(detail: dict, rule: str) -> str:
         return f"limit: above {threshold}"
     if rule == "metric_below":
         return f"limit: below {threshold}"
+    if rule == "transfer_slipped":
+        return f"slipped since practice, from {threshold} before it"
     return f"threshold {threshold}" + (", the team's baseline" if detail.get("calibrated") else "")
 
 

@@ -38,6 +38,9 @@ def live_trend(session: Session, coach: Coach, nudge: Nudge) -> Transfer:
         calls = session.exec(select(Call).where(Call.rep_id == nudge.rep_id, Call.started_at > since)).all()
         after = [float(c.metrics[rule.metric]) for c in calls if rule.metric in (c.metrics or {})]
         threshold = rule.above if rule.above is not None else rule.below
+        margin = abs(threshold) * 0.1 or 1.0  # a tenth of the limit, in the metric's own units
+        return transfer_status(before, after, threshold=threshold, margin=margin,
+                               higher_is_better=rule.above is None)
     else:
         rows = session.exec(select(CallScore).join(Call, col(Call.id) == col(CallScore.call_pk)).where(
             Call.rep_id == nudge.rep_id, Call.started_at > since, CallScore.criterion == nudge.criterion)).all()

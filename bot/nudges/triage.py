@@ -11,6 +11,7 @@ from bot.coach import Coach
 from bot.nudges import approval
 from bot.nudges.budget import Completed, RepBudget, budget_verdict
 from bot.nudges.focus import choose_focus
+from bot.nudges.followups import live_trend
 from bot.nudges.lifecycle import OPEN
 from bot.nudges.signals import CallRecord, Finding, evaluate, team_baseline
 from storage import queries
@@ -86,6 +87,26 @@ def _wait(session: Session, signal: Signal, reason: str) -> None:
     session.add(signal)
 
 
+def _slips(session: Session, coach: Coach, rep: Rep, calls: list[CallRecord], *, fired: set[str]) -> list[Finding]:
+    """A practised skill that slipped on live calls re-opens a signal (the budget still decides)."""
+    latest: dict[str, Nudge] = {}
+    for nudge in session.exec(select(Nudge).where(Nudge.rep_id == rep.id, Nudge.state == NudgeState.COMPLETED)
+                              .order_by(col(Nudge.completed_at))):
+        latest[nudge.criterion] = nudge
+    found = []
+    for criterion, nudge in latest.items():
+        if criterion in fired or criterion not in coach.config.criteria:
+            continue
+        transfer = live_trend(session, coach, nudge)
+        if transfer.status != "slipped":
+            continue
+        points = [c.point(*c.scores[criterion]) for c in calls
+                  if criterion in c.scores and c.started_at > nudge.completed_at]
+        found.append(Finding(criterion=criterion, rule="transfer_slipped", threshold=transfer.before,
+                             points=tuple(points[-3:])))
+    return found
+
+
 def _lapse_recovered(session: Session, rep: Rep, *, current: set[int]) -> None:
     """Waiting signals whose rule no longer fires (the rep recovered, or a newer call re-signalled) lapse."""
     pending = select(Signal).where(Signal.rep_id == rep.id, col(Signal.status).in_(["waiting", "open"]))
@@ -113,8 +134,9 @@ def review_rep(session: Session, coach: Coach, rep: Rep) -> Nudge | None:
     now = coach.clock()
     config = coach.config
     thresholds = calibrated_thresholds(session, coach, team_id=rep.team_id, now=now)
-    findings = evaluate(history(session, rep_id=rep.id), criteria=config.criteria,
-                        metric_rules=config.metric_rules, thresholds=thresholds)
+    calls = history(session, rep_id=rep.id)
+    findings = evaluate(calls, criteria=config.criteria, metric_rules=config.metric_rules, thresholds=thresholds)
+    findings += _slips(session, coach, rep, calls, fired={f.criterion for f in findings})
     signals = {f.criterion: _signal(session, coach, rep, f, f.criterion in thresholds) for f in findings}
     _lapse_recovered(session, rep, current={s.id for s in signals.values()})
     candidates = [f for f in findings if signals[f.criterion].status in ("open", "waiting")]

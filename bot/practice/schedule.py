@@ -39,17 +39,20 @@ class Transfer:
 
 
 def transfer_status(before: Sequence[float], after: Sequence[float], *, threshold: float,
-                    min_calls: int = 3, margin: float = 5.0) -> Transfer:
-    """Live-call scores after practice against before: improved (clearly up, or now at the threshold), held (no
-    worse), slipped (worse, or back under the threshold after reaching it), or not enough calls yet."""
+                    min_calls: int = 3, margin: float = 5.0, higher_is_better: bool = True) -> Transfer:
+    """Live-call values after practice against before: improved (clearly better, or now past the threshold), held
+    (no worse), slipped (worse), or not enough calls yet. For a metric where lower is better (talk ratio), pass
+    `higher_is_better=False` and a margin in the metric's own units."""
     base = sum(before) / len(before) if before else 0.0
     if len(after) < min_calls:
         mean_after = sum(after) / len(after) if after else None
         return Transfer("not enough calls yet", base, mean_after, len(after))
     mean_after = sum(after) / len(after)
-    if mean_after >= max(base + margin, threshold) or (mean_after >= threshold > base):
+    sign = 1 if higher_is_better else -1
+    gain, past = sign * (mean_after - base), sign * (mean_after - threshold) >= 0
+    if gain >= margin or (past and sign * (base - threshold) < 0):
         status = "improved"
-    elif mean_after >= base - margin:
+    elif gain >= -margin:
         status = "held"
     else:
         status = "slipped"
