@@ -113,6 +113,7 @@ class Rehearse:
     def run_due_jobs(self, now: datetime | None = None) -> int:
         """Run every periodic job as of `now`, then drain the outbox; returns follow-ups sent."""
         now = now or self.coach.clock()
+        rematch(self.coach)
         chase_approvals(self.coach, now=now)
         count = send_due_followups(self.coach, now=now)
         self.sender.drain()

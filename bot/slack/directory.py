@@ -13,10 +13,11 @@ log = logging.getLogger(__name__)
 
 NOT_FOUND = {"users_not_found", "user_not_found"}
 FORGET_MISSES_AFTER_S = 3600.0  # someone not in Slack yet may join: ask again after an hour
+REFRESH_AFTER_S = 86400.0       # people move and change time zones: refresh what we know daily
 
 
 class SlackDirectory:
-    """Resolves people through the Web API; remembers answers, and 'not found' for an hour.
+    """Resolves people through the Web API; remembers answers for a day, and 'not found' for an hour.
 
     When Slack cannot answer (rate limited, unreachable), the person is unresolved for now and nothing is
     cached, so the caller keeps the call as unmatched instead of failing the request.
@@ -31,7 +32,7 @@ class SlackDirectory:
     def _cached(self, key: str) -> tuple[bool, str | None]:
         with self._lock:
             value, at = self._known.get(key, (None, -1.0))
-        fresh = at >= 0 and (value is not None or self.clock() - at < FORGET_MISSES_AFTER_S)
+        fresh = at >= 0 and self.clock() - at < (REFRESH_AFTER_S if value is not None else FORGET_MISSES_AFTER_S)
         return fresh, value
 
     def _remember(self, key: str, value: str | None, reverse_key: str | None = None) -> None:
