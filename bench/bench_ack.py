@@ -96,13 +96,9 @@ def _wait_healthy(http: httpx.Client, url: str) -> None:
 def _open_threads(driver: SlackDriver, slack: SlackStandIn, users: list[str]) -> dict[str, tuple[str, str]]:
     """A practice thread per rep, opened the way a rep does (`/drill price`, then Start practice)."""
     for user in users:
-        driver.command("/drill", user=user, text="price-objection")
-    slack.wait_for(lambda: len(slack.messages) >= len(users), timeout=120)
-    threads = {}
-    for message in list(slack.messages):
-        user = "U" + message["channel"][1:]
-        driver.click(message, "practice_start", user=user)
-        threads[user] = (message["channel"], message["ts"])
+        driver.command("/drill", user=user, text="price-objection")  # starts the roleplay in the rep's DM
+    slack.wait_for(lambda: sum(1 for m in slack.messages if not m.get("thread_ts")) >= len(users), timeout=120)
+    threads = {"U" + m["channel"][1:]: (m["channel"], m["ts"]) for m in slack.messages if not m.get("thread_ts")}
     slack.wait_for(lambda: sum(1 for m in slack.messages if m.get("thread_ts")) >= 2 * len(users), timeout=300)
     return threads
 

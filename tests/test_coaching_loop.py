@@ -110,7 +110,6 @@ def test_the_roleplay_ends_when_the_buyer_says_yes(harness):
     """A strong rep earns the buyer's closing line; the grade follows without the rep typing 'done'."""
     harness.slack.command(ids.DRILL_COMMAND, user=REP, text="price-objection")
     invite = harness.invite()
-    harness.slack.click(invite, ids.START_PRACTICE, user=REP)
     harness.standin.wait_for(lambda: len(harness.thread(invite)) >= 2)
     for n, reply in enumerate(TRANSCRIPTS["price-objection"]["strong"], start=1):
         harness.slack.dm(user=REP, channel=invite["channel"], text=reply, thread_ts=invite["ts"])

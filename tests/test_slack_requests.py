@@ -67,10 +67,14 @@ def test_reply_outside_a_practice_thread_gets_a_pointer(harness):
 
 def test_drill_command_sends_a_practice_invite(harness):
     answer = harness.slack.command(ids.DRILL_COMMAND, user=REP, text="price")
-    assert answer.status_code == 200 and "waiting in your DM" in answer.text
-    invite = harness.invite()
-    harness.slack.click(invite, ids.START_PRACTICE, user=REP)
-    harness.standin.wait_for(lambda: len(harness.thread(invite)) >= 2)
+    assert answer.status_code == 200 and "starting in your DM" in answer.text
+    drill = harness.invite()  # no approval, no extra click: the roleplay opens in the thread at once
+    assert drill["text"] == "Drill: Hold the price without discounting"
+    harness.standin.wait_for(lambda: len(harness.thread(drill)) >= 2)
+    harness.slack.dm(user=REP, channel=drill["channel"], text="What are you comparing us against?",
+                     thread_ts=drill["ts"])
+    harness.standin.wait_for(lambda: len(harness.thread(drill)) >= 3
+                             and "typing" not in harness.thread(drill)[-1]["text"])
 
 
 def test_drill_without_a_match_suggests_the_closest(harness):

@@ -128,9 +128,8 @@ def test_one_person_known_first_by_id_then_by_email_becomes_one_rep(harness):
     from storage.models import Rep
 
     harness.slack.command(ids.DRILL_COMMAND, user="U0SAM", text="price")
-    invite = harness.invite(user="U0SAM")
-    harness.slack.click(invite, ids.START_PRACTICE, user="U0SAM")  # a Rep row with the Slack id only
-    harness.standin.wait_for(lambda: len(harness.thread(invite)) >= 2)
+    drill = harness.invite(user="U0SAM")  # a Rep row with the Slack id only
+    harness.standin.wait_for(lambda: len(harness.thread(drill)) >= 2)
     harness.standin.fail_next("users.lookupByEmail", status=500, times=3)  # the first try and both retries
     harness.send_calls(scored_call("e-1", 40, rep="sam@example.com"))  # a Rep row with the email only
     assert harness.send_calls(low_calls(rep="sam@example.com", prefix="s")).status_code == 202

@@ -6,9 +6,8 @@ import difflib
 from collections.abc import Mapping
 
 from bot.coach import Coach
+from bot.nudges import practice
 from bot.practice.scenarios import Scenario
-from bot.slack import blocks, ids
-from storage.outbox import enqueue
 
 
 def _words(text: str) -> str:
@@ -47,14 +46,9 @@ def answer_drill(scenarios: Mapping[str, Scenario], text: str) -> tuple[str, Sce
     if not found:
         hint = ", ".join(f"`{s.id}`" for s in matches) or "`/drill` with no text to see them all"
         return f"No drill matches “{text.strip()}”. Closest: {hint}.", None
-    return f"*{matches[0].title}* is waiting in your DM with Rehearse.", matches[0]
+    return f"*{matches[0].title}* is starting in your DM with Rehearse: reply in its thread.", matches[0]
 
 
 def send_drill(coach: Coach, *, user_id: str, scenario: Scenario) -> None:
-    """DM the rep an on-demand drill (no approval needed)."""
-    invite = blocks.practice_invite(value=ids.practice_value("scenario", scenario.id),
-                                    headline="Your drill is ready.", scenario_title=scenario.title,
-                                    goal=scenario.goal)
-    with coach.db.session() as session:
-        enqueue(session, method="chat.postMessage", channel=user_id, payload={"channel": user_id, **invite},
-                now=coach.clock())
+    """Start the on-demand drill in the rep's DM (no approval needed; it counts toward progress)."""
+    practice.start_on_demand(coach, user_id=user_id, scenario=scenario)

@@ -143,6 +143,25 @@ def start_practice(coach: Coach, *, user_id: str, value: str, channel: str, mess
         return Outcome("started")
 
 
+def start_on_demand(coach: Coach, *, user_id: str, scenario: Scenario) -> Outcome:
+    """`/drill`: no approval needed; the roleplay starts at once in a new thread of the rep's DM."""
+    now = coach.clock()
+    with coach.db.session() as session:
+        rep = queries.find_rep(session, slack_user_id=user_id) or Rep(slack_user_id=user_id, created_at=now)
+        session.add(rep)
+        session.flush()
+        where = rep.dm_target
+        root = _post(session, coach, channel=where, thread_ts=None, message={
+            "text": f"Drill: {scenario.title}",
+            "blocks": [blocks.section(f"*Drill: {scenario.title}*\n{scenario.goal}"),
+                       blocks.context("The roleplay runs in this message's thread. Type *done* to finish.")]})
+        practice = _open_roleplay(session, coach, rep=rep, scenario=scenario, kind="on_demand", channel=where,
+                                  thread_ts=None, nudge=None, followup=None, attempt=1, root=root)
+        root.dedupe_key = f"practice:{practice.id}:root"
+        session.add(root)
+        return Outcome("started")
+
+
 def retake(coach: Coach, *, user_id: str, session_id: int, channel: str) -> Outcome:
     """Another attempt at the same drill, in a new thread under a fresh message."""
     now = coach.clock()
@@ -183,7 +202,7 @@ def _find_practice(session: Session, *, channel: str, thread_ts: str) -> Practic
     if root is None:
         return None
     practice = session.get(PracticeSession, int(root.dedupe_key.split(":")[1]), with_for_update=True)
-    practice.thread_ts = thread_ts  # known from now on
+    practice.thread_ts, practice.channel = thread_ts, channel  # known from now on (the DM's D… id)
     session.add(practice)
     return practice
 
