@@ -87,3 +87,10 @@ def test_progress_and_home(harness):
     harness.slack.event({"type": "app_home_opened", "user": REP, "tab": "home"})
     view = harness.standin.wait_for(lambda: harness.standin.views.get(REP))
     assert view["type"] == "home"
+
+
+def test_progress_of_a_rep_is_for_their_managers_only(harness):
+    mine = harness.slack.command(ids.PROGRESS_COMMAND, user=MANAGER, text="<@U0ALEX|alex>")
+    assert mine.status_code == 200 and "Progress for <@U0ALEX>" in mine.text
+    refused = harness.slack.command(ids.PROGRESS_COMMAND, user="U0EVE", text="<@U0ALEX|alex>")
+    assert "Only <@U0ALEX>'s managers" in refused.text

@@ -17,7 +17,7 @@ def drill(ack, command, coach: Coach) -> None:
 
 
 def show_progress(ack, command, coach: Coach) -> None:
-    ack(progress.progress_text(coach, user_id=command["user_id"]))
+    ack(progress.progress_answer(coach, viewer=command["user_id"], text=command.get("text", "")))
 
 
 def register(app: App) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from bot.coach import Coach
 from bot.nudges.lifecycle import OPEN
 from bot.slack import blocks
@@ -40,3 +42,20 @@ def publish_home(coach: Coach, *, user_id: str) -> None:
     with coach.db.session() as session:
         enqueue(session, method="views.publish", channel=None, payload={"user_id": user_id, "view": view},
                 now=coach.clock())
+
+
+MENTION = re.compile(r"<@([UW][A-Z0-9]+)(?:\|[^>]*)?>")
+
+
+def progress_answer(coach: Coach, *, viewer: str, text: str) -> str:
+    """`/progress` for yourself, or `/progress @rep` for a rep of a team you manage (anyone else is refused)."""
+    mentioned = MENTION.search(text or "")
+    if mentioned is None or mentioned[1] == viewer:
+        return progress_text(coach, user_id=viewer)
+    rep_id = mentioned[1]
+    with coach.db.reading() as session:
+        rep = queries.find_rep(session, slack_user_id=rep_id)
+    team = coach.config.team(rep.team_id) if rep and rep.team_id else None
+    if team is None or not coach.directory.is_one_of(viewer, team.deciders()):
+        return f"Only <@{rep_id}>'s managers can see their progress. Try `/progress` for your own."
+    return f"*Progress for <@{rep_id}>*\n" + progress_text(coach, user_id=rep_id)
