@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 from bot.coach import Coach
+from bot.nudges.intake import team_for
 from bot.nudges.lifecycle import OPEN
 from bot.slack import blocks
 from storage import queries
@@ -55,7 +56,8 @@ def progress_answer(coach: Coach, *, viewer: str, text: str) -> str:
     rep_id = mentioned[1]
     with coach.db.reading() as session:
         rep = queries.find_rep(session, slack_user_id=rep_id)
-    team = coach.config.team(rep.team_id) if rep and rep.team_id else None
+    team_id = rep.team_id if rep and rep.team_id else team_for(coach.config, slack_user_id=rep_id, email=None)
+    team = coach.config.team(team_id) if team_id else None
     if team is None or not coach.directory.is_one_of(viewer, team.deciders()):
         return f"Only <@{rep_id}>'s managers can see their progress. Try `/progress` for your own."
     return f"*Progress for <@{rep_id}>*\n" + progress_text(coach, user_id=rep_id)
