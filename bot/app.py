@@ -31,6 +31,7 @@ from bot.coach import Coach, utcnow
 from bot.config import CoachConfig, ConfigError, load_config, unknown_scenarios
 from bot.handlers.web import routes
 from bot.nudges.approval import ask_managers_after_rep_first
+from bot.nudges.digest import post_digest
 from bot.nudges.expiry import expire_after_failed_delivery, expire_stale_nudges
 from bot.nudges.followups import send_due_followups
 from bot.nudges.reminders import remind_managers
@@ -203,6 +204,10 @@ def create_app(
                       seconds=settings.followup_sweep_seconds, id="followups", max_instances=1, coalesce=True)
     scheduler.add_job(lambda: chase_approvals(coach, now=coach.clock()), "interval", minutes=5, id="approvals",
                       max_instances=1, coalesce=True)
+    for team in config.teams:  # Monday 9:00 in each team's own time zone; one digest a week even with replicas
+        scheduler.add_job(post_digest, "cron", day_of_week="mon", hour=9, timezone=team.timezone,
+                          kwargs={"coach": coach, "team_id": team.id, "now": None}, id=f"digest:{team.id}",
+                          max_instances=1, coalesce=True, misfire_grace_time=6 * 3600)
     scheduler.add_job(rematch, "interval", args=[coach], hours=1, id="rematch", max_instances=1, coalesce=True,
                       next_run_time=datetime.now(UTC))  # at start: calls waiting for reps configured since
     app = Rehearse(settings=settings, coach=coach, client=client, bolt=bolt, web=web, sender=sender,

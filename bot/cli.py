@@ -280,6 +280,33 @@ def practice(
 
 
 @cli.command()
+def digest(
+    team: Annotated[str, typer.Option("--team", help="A team id from coach.yaml")],
+    as_of: Annotated[str | None, typer.Option("--as-of", help="ISO time; the digest covers the week before")] = None,
+) -> None:
+    """Post the team's weekly digest (with its chart) now; a second run in the same week posts nothing new."""
+    _logging(False)
+    from bot.nudges.digest import post_digest
+    from bot.slack.sender import wait_until_sent
+
+    app = _app(Settings())
+    if app.coach.config.team(team) is None:
+        _fail([f"--team: no team {team!r} in coach.yaml (teams: {', '.join(t.id for t in app.coach.config.teams)})"],
+              "cannot post the digest")
+    try:
+        now = datetime.fromisoformat(as_of) if as_of else None
+    except ValueError:
+        _fail([f"--as-of: {as_of!r} is not an ISO time such as 2026-12-07T09:00:00Z"], "cannot post the digest")
+    now = now.replace(tzinfo=UTC) if now and now.tzinfo is None else now
+    posted = post_digest(app.coach, team_id=team, now=now)
+    try:
+        wait_until_sent(app.coach.db, app.sender, timeout=120)
+    except TimeoutError:
+        _fail(["some Slack messages are still waiting; `rehearse serve` sends them"], "outbox not empty")
+    out.print("Digest posted." if posted else "This week's digest was already posted; nothing new.")
+
+
+@cli.command()
 def audit(
     rep: Annotated[str | None, typer.Option("--rep", help="A rep's Slack user ID or email")] = None,
     since: Annotated[str | None, typer.Option("--since", help="ISO date or time, e.g. 2026-11-01")] = None,

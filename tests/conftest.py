@@ -62,7 +62,7 @@ def assert_valid_slack_ui(fake: SlackStandIn) -> None:
     from slack_sdk.models.views import View
 
     for message in fake.messages:
-        assert message.get("text"), f"message without a text fallback: {message}"
+        assert message.get("text") or message.get("files"), f"message without a text fallback: {message}"
         blocks = message.get("blocks") or []
         assert len(blocks) <= 50, f"{len(blocks)} blocks in one message"
         for block in Block.parse_all(blocks):
