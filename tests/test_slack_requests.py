@@ -94,3 +94,24 @@ def test_progress_of_a_rep_is_for_their_managers_only(harness):
     assert mine.status_code == 200 and "Progress for <@U0ALEX>" in mine.text
     refused = harness.slack.command(ids.PROGRESS_COMMAND, user="U0EVE", text="<@U0ALEX|alex>")
     assert "Only <@U0ALEX>'s managers" in refused.text
+
+
+def test_drill_with_no_text_offers_a_picker_grouped_by_skill(harness):
+    answer = harness.slack.command(ids.DRILL_COMMAND, user=REP)
+    picker = answer.json()
+    assert picker["blocks"][0]["text"]["text"].startswith("*Pick a drill.*")
+    headings = [b["elements"][0]["text"] for b in picker["blocks"] if b["type"] == "context"]
+    assert "*Objection handling*" in headings and len(headings) == 7
+    shown = {"channel": "C0GENERAL", "ts": "1700000000.999999", **picker}
+    harness.slack.click(shown, ids.PICK_DRILL, user=REP)  # the first Start: a drill starts in the DM
+    drill = harness.invite()
+    assert drill["text"].startswith("Drill: ")
+    harness.standin.wait_for(lambda: len(harness.thread(drill)) >= 2)
+
+
+def test_the_picker_puts_the_reps_focus_skill_first(harness):
+    harness.send_calls(low_calls())
+    harness.approval_message()  # an open nudge on objection handling
+    picker = harness.slack.command(ids.DRILL_COMMAND, user=REP).json()
+    headings = [b["elements"][0]["text"] for b in picker["blocks"] if b["type"] == "context"]
+    assert headings[0] == "*Objection handling*" and "Your focus skill: *Objection handling*" in str(picker)

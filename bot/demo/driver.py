@@ -32,7 +32,7 @@ def webhook_headers(secret: str, body: bytes, timestamp: int | None = None) -> d
 def find_button(message: dict, action_id: str) -> tuple[dict, str | None]:
     """The button with `action_id` in a posted message, and its block_id."""
     for block in message.get("blocks") or []:
-        for element in block.get("elements", []):
+        for element in [*block.get("elements", []), *([block["accessory"]] if "accessory" in block else [])]:
             if element.get("action_id") == action_id:
                 return element, block.get("block_id")
     raise LookupError(f"no {action_id!r} button in message {message.get('ts')}: {message.get('text')!r}")

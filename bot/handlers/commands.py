@@ -10,10 +10,20 @@ from bot.slack import ids
 
 
 def drill(ack, command, coach: Coach) -> None:
+    if not command.get("text", "").strip():
+        ack(**drills.drill_menu(coach, user_id=command["user_id"]))
+        return
     answer, scenario = drills.answer_drill(coach.scenarios, command.get("text", ""))
     ack(answer)  # within Slack's 3 seconds, before touching the database
     if scenario is not None:
         drills.send_drill(coach, user_id=command["user_id"], scenario=scenario)
+
+
+def pick_drill(ack, body, coach: Coach) -> None:
+    ack()
+    scenario = coach.scenarios.get(body["actions"][0]["value"])
+    if scenario is not None:
+        drills.send_drill(coach, user_id=body["user"]["id"], scenario=scenario)
 
 
 def show_progress(ack, command, coach: Coach) -> None:
@@ -23,3 +33,4 @@ def show_progress(ack, command, coach: Coach) -> None:
 def register(app: App) -> None:
     app.command(ids.DRILL_COMMAND)(drill)
     app.command(ids.PROGRESS_COMMAND)(show_progress)
+    app.action(ids.PICK_DRILL)(pick_drill)

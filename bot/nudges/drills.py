@@ -6,8 +6,9 @@ import difflib
 from collections.abc import Mapping
 
 from bot.coach import Coach
-from bot.nudges import practice
+from bot.nudges import practice, progress
 from bot.practice.scenarios import Scenario
+from bot.slack import blocks
 
 
 def _words(text: str) -> str:
@@ -37,12 +38,21 @@ def _likeness(wanted: str, scenario: Scenario) -> float:
     return sum(max(difflib.SequenceMatcher(None, a, w).ratio() for w in words) for a in asked) / len(asked)
 
 
+def drill_menu(coach: Coach, *, user_id: str) -> dict:
+    """The picker for `/drill` with no text: drills grouped by skill, the rep's focus skill first."""
+    focus = progress.focus_skill(coach, user_id=user_id)
+    by_skill: dict[str, list[Scenario]] = {}
+    for scenario in sorted(coach.scenarios.values(), key=lambda s: s.title):
+        by_skill.setdefault(scenario.skill, []).append(scenario)
+    order = sorted(by_skill, key=lambda skill: (skill != focus, skill))
+    groups = [(coach.config.criterion_label(skill), [(s.id, f"{s.title}: {s.goal}") for s in by_skill[skill]])
+              for skill in order]
+    return blocks.drill_picker(groups, focus=coach.config.criterion_label(focus) if focus else None)
+
+
 def answer_drill(scenarios: Mapping[str, Scenario], text: str) -> tuple[str, Scenario | None]:
-    """What `/drill <text>` answers at once, and the scenario to DM (None when there is nothing to send)."""
+    """What `/drill <text>` answers at once, and the scenario to start (None when there is nothing to start)."""
     found, matches = match_scenarios(text, scenarios)
-    if not text.strip():
-        listing = "\n".join(f"• `{s.id}`: {s.title} ({s.skill.replace('_', ' ')})" for s in matches)
-        return f"Pick a drill with `/drill <skill or name>`:\n{listing}", None
     if not found:
         hint = ", ".join(f"`{s.id}`" for s in matches) or "`/drill` with no text to see them all"
         return f"No drill matches “{text.strip()}”. Closest: {hint}.", None

@@ -27,6 +27,14 @@ def _facts(coach: Coach, user_id: str) -> dict:
     }
 
 
+def focus_skill(coach: Coach, *, user_id: str) -> str | None:
+    """The criterion of the rep's open nudge, if any."""
+    with coach.db.reading() as session:
+        rep = queries.find_rep(session, slack_user_id=user_id)
+        nudge = queries.open_nudge(session, rep_id=rep.id, states=OPEN) if rep else None
+    return nudge.criterion if nudge else None
+
+
 def progress_text(coach: Coach, *, user_id: str) -> str:
     facts = _facts(coach, user_id)
     lines = [f"*Focus skill:* {facts['focus'] or 'none right now'}",

@@ -278,6 +278,17 @@ def feedback(*, score: int, passed: bool, lines: Sequence[GradeLine], summary: s
     return {"text": f"Score {score}/100{versus} · {verdict}", "blocks": blocks}
 
 
+def drill_picker(groups: Sequence[tuple[str, Sequence[tuple[str, str]]]], *, focus: str | None) -> dict:
+    """`/drill` with no text: the drills grouped by skill (the rep's focus skill first), each with Start."""
+    blocks = [section("*Pick a drill.* It starts in your DM at once; no approval needed."
+                      + (f"\nYour focus skill: *{focus}*" if focus else ""))]
+    for skill, drills in groups[:12]:
+        blocks.append(context(f"*{skill}*"))
+        blocks.extend({"type": "section", "text": {"type": "mrkdwn", "text": _clip(title, 300)},
+                       "accessory": button("Start", ids.PICK_DRILL, scenario_id)} for scenario_id, title in drills[:3])
+    return {"text": "Pick a drill with /drill <skill or name>", "blocks": blocks[:50]}
+
+
 def feedback_closed(*, score: int, note: str) -> dict:
     return {"text": f"Score {score}/100 · {note}", "blocks": [section(f"*Score {score}/100*"), context(note)]}
 

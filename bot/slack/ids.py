@@ -30,4 +30,5 @@ REASON_BLOCK, REASON_INPUT = "reason", "reason_input"
 COMMENT_BLOCK, COMMENT_INPUT = "comment", "comment_input"
 
 RETAKE = "practice_retake"
+PICK_DRILL = "drill_pick"
 PRACTICE_DONE = "practice_done"
