@@ -100,6 +100,19 @@ class SlackDriver:
         return self.post("payload=" + urllib.parse.quote(json.dumps(payload)),
                          "application/x-www-form-urlencoded")
 
+    def click_home(self, view: dict, action_id: str, *, user: str) -> httpx.Response:
+        """A click on a button in the App Home tab the bot published (`view` as the stand-in recorded it)."""
+        button, block_id = find_button(view, action_id)
+        payload = {
+            "type": "block_actions", "team": {"id": TEAM_ID, "domain": "rehearse-demo"},
+            "user": {"id": user, "username": user.lower(), "team_id": TEAM_ID},
+            "api_app_id": "A0REHEARSE", "token": "legacy", "trigger_id": f"{next(_ids)}.1.abc",
+            "container": {"type": "view", "view_id": view.get("id", "V0HOME")}, "view": view,
+            "actions": [{"type": "button", "action_id": action_id, "block_id": block_id, "value": button["value"],
+                         "action_ts": f"{time.time():.6f}"}],
+        }
+        return self.post("payload=" + urllib.parse.quote(json.dumps(payload)), "application/x-www-form-urlencoded")
+
     def select(self, message: dict, action_id: str, *, user: str, option: dict) -> httpx.Response:
         """Picking `option` in a select menu the bot posted."""
         return self.click(message, action_id, user=user, option=option)

@@ -11,21 +11,25 @@ from bot.nudges import approval, disputes
 from bot.slack import blocks, ids
 
 
-def _where(body: dict) -> dict:
-    return {"channel": body["container"]["channel_id"], "message_ts": body["container"]["message_ts"]}
+def _where(body: dict, coach: Coach | None = None) -> dict:
+    """Where the clicked approval message is; from the App Home tab, where it was posted."""
+    container = body["container"]
+    if container.get("type") == "view" and coach is not None:
+        return approval.where_posted(coach, nudge_id=int(body["actions"][0]["value"]))
+    return {"channel": container["channel_id"], "message_ts": container["message_ts"]}
 
 
 def approve_nudge(ack, body, coach: Coach) -> None:
     ack()
     approval.decide(coach, nudge_id=int(body["actions"][0]["value"]), user_id=body["user"]["id"], approve=True,
-                    **_where(body))
+                    **_where(body, coach))
 
 
 def skip_nudge(ack, body, client, coach: Coach) -> None:
     """Skip asks for an optional reason first; the modal must open within 3 s, so it is not an outbox row."""
     ack()
     nudge_id = int(body["actions"][0]["value"])
-    where = _where(body)
+    where = _where(body, coach)
     if approval.may_decide(coach, nudge_id=nudge_id, user_id=body["user"]["id"],
                            channel=where["channel"]).outcome == "may_decide":
         client.views_open(trigger_id=body["trigger_id"],

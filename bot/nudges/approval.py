@@ -291,4 +291,18 @@ def decide(coach: Coach, *, nudge_id: int, user_id: str, approve: bool, channel:
             lifecycle.advance(session, nudge_id=nudge_id, expected=NudgeState.APPROVED, target=NudgeState.DELIVERED)
         queries.audit(session, at=now, actor=user_id, action=str(target), subject=f"nudge:{nudge_id}",
                       **({"reason": reason} if reason else {}))
+        from bot.nudges.home import enqueue_home  # the rep's and the manager's Home tabs change
+
+        for person in {user_id, session.get(Rep, nudge.rep_id).slack_user_id} - {None}:
+            enqueue_home(session, coach, user_id=person)
         return Decision(str(target), f"{str(target).capitalize()}.")
+
+
+def where_posted(coach: Coach, *, nudge_id: int) -> dict:
+    """The channel and ts of the nudge's approval message (for clicks on the App Home tab)."""
+    with coach.db.reading() as session:
+        key = f"nudge:{nudge_id}:approval"
+        posted = session.exec(select(OutboxMessage).where(OutboxMessage.dedupe_key == key)).first()
+    if posted is None:
+        return {"channel": "", "message_ts": ""}
+    return {"channel": posted.sent_channel or posted.channel, "message_ts": posted.ts or ""}

@@ -16,6 +16,7 @@ from bot.coach import Coach
 from bot.nudges import lifecycle
 from bot.nudges.evidence_sides import BUYER_SIDE
 from bot.nudges.followups import after_followup_drill, schedule_followups
+from bot.nudges.home import enqueue_home
 from bot.practice.grader import Grade as GradeResult
 from bot.practice.roleplay import Turn, roleplay_over
 from bot.practice.scenarios import Scenario
@@ -162,6 +163,33 @@ def start_on_demand(coach: Coach, *, user_id: str, scenario: Scenario) -> Outcom
         return Outcome("started")
 
 
+def start_nudge_from_home(coach: Coach, *, user_id: str, nudge_id: int) -> Outcome:
+    """**Start practice** on the App Home tab: the nudge's roleplay opens in a new thread of the rep's DM."""
+    now = coach.clock()
+    with coach.db.session() as session:
+        nudge = session.get(Nudge, nudge_id)
+        rep = session.get(Rep, nudge.rep_id) if nudge else None
+        if rep is None or rep.slack_user_id != user_id or nudge.state not in (NudgeState.DELIVERED,
+                                                                              NudgeState.PRACTISING):
+            return Outcome("not_startable")
+        scenario = coach.scenario(nudge.scenario_id, nudge.criterion)
+        if scenario is None:
+            return Outcome("unknown_scenario")
+        lifecycle.advance(session, nudge_id=nudge.id, expected=NudgeState.DELIVERED, target=NudgeState.PRACTISING)
+        root = _post(session, coach, channel=rep.dm_target, thread_ts=None, message={
+            "text": f"Practice: {scenario.title}",
+            "blocks": [blocks.section(f"*Practice: {scenario.title}*\n{scenario.goal}"),
+                       blocks.context("The roleplay runs in this message's thread. Type *done* to finish.")]})
+        attempts = session.exec(select(PracticeSession.attempt).where(PracticeSession.nudge_id == nudge.id)).all()
+        practice = _open_roleplay(session, coach, rep=rep, scenario=scenario, kind="nudge", channel=rep.dm_target,
+                                  thread_ts=None, nudge=nudge, followup=None, attempt=max(attempts, default=0) + 1,
+                                  root=root)
+        root.dedupe_key = f"practice:{practice.id}:root"
+        session.add(root)
+        queries.audit(session, at=now, actor=user_id, action="practice_started_from_home", subject=f"nudge:{nudge.id}")
+        return Outcome("started")
+
+
 def retake(coach: Coach, *, user_id: str, session_id: int, channel: str) -> Outcome:
     """Another attempt at the same drill, in a new thread under a fresh message."""
     now = coach.clock()
@@ -297,6 +325,9 @@ def _finish(coach: Coach, practice_id: int, scenario: Scenario, turns: list[Turn
             previous=previous, session_id=practice.id))
         queries.audit(session, at=now, actor="rehearse", action="practice_graded", subject=f"session:{practice.id}",
                       score=result.score, passed=result.passed, attempt=practice.attempt)
+        rep = session.get(Rep, practice.rep_id)
+        if rep.slack_user_id:
+            enqueue_home(session, coach, user_id=rep.slack_user_id)  # new scores, maybe a completed nudge
     return Outcome("graded", f"{result.score}")
 
 

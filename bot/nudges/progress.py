@@ -9,7 +9,6 @@ from bot.nudges.intake import team_for
 from bot.nudges.lifecycle import OPEN
 from bot.slack import blocks
 from storage import queries
-from storage.outbox import enqueue
 
 
 def _facts(coach: Coach, user_id: str) -> dict:
@@ -44,13 +43,6 @@ def progress_text(coach: Coach, *, user_id: str) -> str:
     if facts["next_followup"] is not None:
         lines.append(f"*Next follow-up:* {blocks.slack_time(facts['next_followup'])}")
     return "\n".join(lines)
-
-
-def publish_home(coach: Coach, *, user_id: str) -> None:
-    view = blocks.home_view(**_facts(coach, user_id))
-    with coach.db.session() as session:
-        enqueue(session, method="views.publish", channel=None, payload={"user_id": user_id, "view": view},
-                now=coach.clock())
 
 
 MENTION = re.compile(r"<@([UW][A-Z0-9]+)(?:\|[^>]*)?>")

@@ -293,15 +293,71 @@ def feedback_closed(*, score: int, note: str) -> dict:
     return {"text": f"Score {score}/100 · {note}", "blocks": [section(f"*Score {score}/100*"), context(note)]}
 
 
-def home_view(*, focus: str | None, sessions: int, last_score: int | None,
-              next_followup: datetime | None) -> dict:
-    lines = [f"*Focus skill:* {focus or 'none right now'}", f"*Practice sessions:* {sessions}"]
-    if last_score is not None:
-        lines.append(f"*Last score:* {last_score}/100")
-    if next_followup is not None:
-        lines.append(f"*Next follow-up:* {slack_time(next_followup)}")
-    return {"type": "home", "blocks": [
-        {"type": "header", "text": {"type": "plain_text", "text": "Rehearse"}},
-        section("\n".join(lines)),
-        context("Start a drill any time with `/drill [skill]`; see your progress with `/progress`."),
-    ]}
+@dataclass(frozen=True)
+class RepHome:
+    focus: str | None
+    nudge_id: int | None
+    can_start: bool
+    followups: tuple[tuple[datetime, str], ...]
+    trajectory: tuple[tuple[str, tuple[int, ...]], ...]
+    lines: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ManagerHome:
+    pending: tuple[tuple[int, str, str, str], ...]  # nudge id, rep, skill, recent values
+    criteria: tuple[str, ...]
+    heatmap: tuple[tuple[str, tuple[int | None, ...]], ...]
+    page: int
+    pages: int
+    practised: int
+    reps: int
+
+
+LEVEL_MARKS = {None: "·", 1: "①", 2: "②", 3: "③", 4: "④"}
+
+
+def home_tab(rep: RepHome, manager: ManagerHome | None) -> dict:
+    """The App Home view: the rep's part, then (for managers) their team's; always within 100 blocks."""
+    out: list[dict] = [{"type": "header", "text": {"type": "plain_text", "text": "Rehearse"}}]
+    if rep.focus:
+        out.append(section(f"*Your focus skill:* {rep.focus}"))
+        if rep.can_start and rep.nudge_id is not None:
+            out.append({"type": "actions", "elements": [button("Start practice", ids.HOME_START, str(rep.nudge_id),
+                                                                "primary")]})
+    else:
+        out.append(section("*No focus skill right now.* Start a drill any time with `/drill`."))
+    if rep.followups:
+        out.append(section("*Coming up:*\n" + "\n".join(f"• {slack_time(d)}: refresher on {label.lower()}"
+                                                          for d, label in rep.followups)))
+    if rep.trajectory:
+        out.append(section("*Your scores per skill:*\n" + "\n".join(
+            f"• {skill}: {' → '.join(str(s) for s in scores)}" for skill, scores in rep.trajectory)))
+    if rep.lines:
+        out.append(section("*Your winning lines:*\n" + "\n".join(f"> “{escape(_clip(line, 280))}”"
+                                                                   for line in rep.lines)))
+    if manager is not None:
+        out.append({"type": "divider"})
+        share = f"{manager.practised} of {manager.reps} reps ({manager.practised / manager.reps:.0%})" \
+            if manager.reps else "no reps yet"
+        out.append(section(f"*Your team this week:* {share} practised."))
+        if manager.pending:
+            out.append(section(f"*Waiting for you ({len(manager.pending)}):*"))
+            for nudge_id, rep_user, skill, values in manager.pending[:10]:
+                out.append(section(f"<@{rep_user}>: {skill}" + (f" ({values})" if values else "")))
+                out.append({"type": "actions", "block_id": f"home-nudge-{nudge_id}", "elements": [
+                    button("Approve", ids.APPROVE, str(nudge_id), "primary"), button("Skip", ids.SKIP, str(nudge_id))]})
+        else:
+            out.append(context("No approvals waiting."))
+        if manager.heatmap:
+            legend = " · ".join(f"{i + 1}={c}" for i, c in enumerate(manager.criteria))
+            rows = "\n".join(f"<@{rep_user}>  " + " ".join(LEVEL_MARKS[level] for level in levels)
+                              for rep_user, levels in manager.heatmap)
+            out.append(section(f"*Latest level per skill* (page {manager.page + 1} of {manager.pages})\n{rows}"))
+            out.append(context(f"Columns: {legend}. ①-④ from the latest scored call; · no call yet."))
+            if manager.pages > 1:
+                out.append({"type": "actions", "elements": [
+                    button("Next page" if manager.page + 1 < manager.pages else "First page", ids.HOME_PAGE,
+                           str((manager.page + 1) % manager.pages))]})
+    out.append(context("`/drill [skill]` starts a drill; `/progress` shows your progress."))
+    return {"type": "home", "blocks": out[:100]}

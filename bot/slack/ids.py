@@ -31,4 +31,6 @@ COMMENT_BLOCK, COMMENT_INPUT = "comment", "comment_input"
 
 RETAKE = "practice_retake"
 PICK_DRILL = "drill_pick"
+HOME_START = "home_start_practice"
+HOME_PAGE = "home_page"
 PRACTICE_DONE = "practice_done"
