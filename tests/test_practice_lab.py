@@ -105,3 +105,11 @@ def test_clicks_are_acknowledged_while_the_model_is_busy(start_app):
     for t in threads:
         t.join()
     assert max(results) < 1.0, results
+
+
+def test_progress_shows_level_and_trend_per_skill(harness):
+    invite = _approved_invite(harness)
+    harness.practise(invite, STRONG)
+    shown = harness.slack.command(ids.PROGRESS_COMMAND, user=REP).text
+    assert "Practice sessions this month:* 1" in shown and "Objection handling: level 4/4, scores" in shown
+    assert "Next follow-up:" in shown

@@ -83,7 +83,7 @@ def test_drill_without_a_match_suggests_the_closest(harness):
 
 
 def test_progress_and_home(harness):
-    assert "Practice sessions graded:* 0" in harness.slack.command(ids.PROGRESS_COMMAND, user=REP).text
+    assert "Practice sessions this month:* 0" in harness.slack.command(ids.PROGRESS_COMMAND, user=REP).text
     harness.slack.event({"type": "app_home_opened", "user": REP, "tab": "home"})
     view = harness.standin.wait_for(lambda: harness.standin.views.get(REP))
     assert view["type"] == "home"

@@ -32,7 +32,8 @@ def level(percent: float) -> int:
     return max(1, min(4, int(percent // 25) + 1))
 
 
-def _rep_part(session: Session, coach: Coach, rep: Rep | None) -> blocks.RepHome:
+def rep_home(session: Session, coach: Coach, rep: Rep | None) -> blocks.RepHome:
+    """What the rep sees of their own progress (Home tab and `/progress`)."""
     if rep is None:
         return blocks.RepHome(focus=None, nudge_id=None, can_start=False, followups=(), trajectory=(), lines=())
     nudge = queries.open_nudge(session, rep_id=rep.id, states=OPEN)
@@ -93,7 +94,7 @@ def _manager_part(session: Session, coach: Coach, user_id: str, page: int, now: 
 def enqueue_home(session: Session, coach: Coach, *, user_id: str, page: int = 0) -> None:
     """Publish the user's Home tab (inside the caller's transaction, through the outbox)."""
     rep = queries.find_rep(session, slack_user_id=user_id)
-    view = blocks.home_tab(_rep_part(session, coach, rep), _manager_part(session, coach, user_id, page, coach.clock()))
+    view = blocks.home_tab(rep_home(session, coach, rep), _manager_part(session, coach, user_id, page, coach.clock()))
     enqueue(session, method="views.publish", channel=None, payload={"user_id": user_id, "view": view},
             now=coach.clock())
 

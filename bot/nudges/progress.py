@@ -4,26 +4,15 @@ from __future__ import annotations
 
 import re
 
+from sqlmodel import col, func, select
+
 from bot.coach import Coach
+from bot.nudges.home import level, rep_home
 from bot.nudges.intake import team_for
 from bot.nudges.lifecycle import OPEN
 from bot.slack import blocks
 from storage import queries
-
-
-def _facts(coach: Coach, user_id: str) -> dict:
-    with coach.db.reading() as session:
-        rep = queries.find_rep(session, slack_user_id=user_id)
-        if rep is None:
-            return {"focus": None, "sessions": 0, "last_score": None, "next_followup": None}
-        nudge = queries.open_nudge(session, rep_id=rep.id, states=OPEN)
-        sessions, last, followup = queries.rep_progress(session, rep_id=rep.id)
-    return {
-        "focus": coach.config.criterion_label(nudge.criterion) if nudge else None,
-        "sessions": sessions,
-        "last_score": last.score if last else None,
-        "next_followup": followup.due_at if followup else None,
-    }
+from storage.models import Grade, PracticeSession
 
 
 def focus_skill(coach: Coach, *, user_id: str) -> str | None:
@@ -35,13 +24,23 @@ def focus_skill(coach: Coach, *, user_id: str) -> str | None:
 
 
 def progress_text(coach: Coach, *, user_id: str) -> str:
-    facts = _facts(coach, user_id)
-    lines = [f"*Focus skill:* {facts['focus'] or 'none right now'}",
-             f"*Practice sessions graded:* {facts['sessions']}"]
-    if facts["last_score"] is not None:
-        lines.append(f"*Last score:* {facts['last_score']}/100")
-    if facts["next_followup"] is not None:
-        lines.append(f"*Next follow-up:* {blocks.slack_time(facts['next_followup'])}")
+    """Level and trend per skill, sessions this month, the open nudge and the next follow-up."""
+    now = coach.clock()
+    with coach.db.reading() as session:
+        rep = queries.find_rep(session, slack_user_id=user_id)
+        mine = rep_home(session, coach, rep)
+        month = session.exec(select(func.count()).select_from(Grade)
+                             .join(PracticeSession, col(PracticeSession.id) == col(Grade.session_id))
+                             .where(PracticeSession.rep_id == (rep.id if rep else -1),
+                                    Grade.graded_at >= now.replace(day=1, hour=0, minute=0, second=0,
+                                                                   microsecond=0))).one()
+    lines = [f"*Focus skill:* {mine.focus or 'none right now; start a drill with `/drill`'}",
+             f"*Practice sessions this month:* {month}"]
+    for skill, scores in mine.trajectory:
+        lines.append(f"• {skill}: level {level(scores[-1])}/4, scores {' → '.join(str(s) for s in scores)}")
+    if mine.followups:
+        due, label = mine.followups[0]
+        lines.append(f"*Next follow-up:* {blocks.slack_time(due)} ({label.lower()})")
     return "\n".join(lines)
 
 
