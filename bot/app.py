@@ -46,6 +46,16 @@ from storage import queries
 from storage.db import Database
 
 log = logging.getLogger(__name__)
+
+
+class _TokenNotice(logging.Filter):
+    """Bolt warns that SLACK_BOT_TOKEN is unused because it gets our client (which carries that token)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "token` will be unused" not in record.getMessage()
+
+
+logging.getLogger("slack_bolt.App").addFilter(_TokenNotice())
 REPO_SCENARIOS = Path(__file__).resolve().parents[1] / "scenarios"
 
 

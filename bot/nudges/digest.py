@@ -226,8 +226,10 @@ def digest_figures(session: Session, coach: Coach, *, team_id: str, now: datetim
     made = [n for n in nudges if _within(n.created_at, start, end)]
 
     return DigestFigures(
-        team_id=team_id, team_name=team.title, week_start=monday, reps=len(reps), reps_practised=practised,
-        coverage=coverage(practised, len(reps)), sessions_completed=len(graded),
+        # every rep coach.yaml lists counts, also one Rehearse has not seen on a call yet
+        team_id=team_id, team_name=team.title, week_start=monday, reps=max(len(reps), len(team.reps)),
+        reps_practised=practised, coverage=coverage(practised, max(len(reps), len(team.reps))),
+        sessions_completed=len(graded),
         median_hours_signal_to_practice=median(waits),
         score_gain_by_skill={skill: statistics.fmean(values) for skill, values in sorted(by_skill.items())},
         transfer_rate=carried / len(counted) if counted else None, transfer_counted=len(counted),
