@@ -215,7 +215,10 @@ class OutboxMessage(SQLModel, table=True):
     """One Slack Web API write, committed with the state change that caused it."""
 
     __tablename__ = "outbox"
-    __table_args__ = (Index("ix_outbox_due", "status", "next_attempt_at"),)
+    __table_args__ = (
+        Index("ix_outbox_due", "status", "next_attempt_at"),
+        Index("ix_outbox_channel_queue", "channel", "status", "id"),  # a channel's unsent rows, for ordering
+    )
     id: int | None = Field(default=None, primary_key=True)
     dedupe_key: str | None = Field(default=None, unique=True, max_length=128)
     method: str = Field(max_length=48)
