@@ -98,7 +98,8 @@ def main(sizes: list[int]) -> None:
     targets = []
     for size in sizes:
         tmp = tempfile.mkdtemp()
-        targets.append(("SQLite", f"sqlite:///{tmp}/bench.db", size))
+        if not os.environ.get("BENCH_SKIP_SQLITE"):
+            targets.append(("SQLite", f"sqlite:///{tmp}/bench.db", size))
         if os.environ.get("BENCH_POSTGRES_URL"):
             targets.append(("PostgreSQL", os.environ["BENCH_POSTGRES_URL"], size))
     for name, url, size in targets:
