@@ -376,23 +376,26 @@ def config_check(
 @jobs_cli.command("run")
 def jobs_run(as_of: str = typer.Option(None, "--as-of", help="ISO time to run as, e.g. 2026-12-14T09:00:00Z")
              ) -> None:
-    """Expire stale nudges, send the follow-ups due at --as-of (default now), and wait until the outbox is sent."""
+    """Run every periodic job once as of --as-of (default now): re-match waiting calls, remind / expire / escalate
+    approvals, send due follow-ups, post this week's digests (once), and wait until the outbox is sent."""
     _logging(False)
     try:
         now = datetime.fromisoformat(as_of) if as_of else datetime.now(UTC)
     except ValueError:
         _fail([f"--as-of: {as_of!r} is not an ISO time such as 2026-12-14T09:00:00Z"], "cannot run jobs")
     now = now if now.tzinfo else now.replace(tzinfo=UTC)
+    from bot.nudges.digest import post_digest
     from bot.slack.sender import wait_until_sent
 
     app = _app(Settings())
     sent = app.run_due_jobs(now)
+    digests = sum(post_digest(app.coach, team_id=t.id, now=now) for t in app.coach.config.teams)  # once a week
     try:
         wait_until_sent(app.coach.db, app.sender, timeout=120)
     except TimeoutError:
         _fail(["some Slack messages are still waiting (rate limits or Slack unreachable); "
                "`rehearse serve` sends them, or run this again"], "outbox not empty")
-    out.print(f"follow-ups sent: {sent}")
+    out.print(f"follow-ups sent: {sent}; weekly digests posted: {digests}")
 
 
 def main() -> None:
