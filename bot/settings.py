@@ -22,7 +22,7 @@ class Settings(BaseSettings):
     openai_base_url: str | None = Field(default=None, alias="OPENAI_BASE_URL")
     llm_model: str = Field(default="gpt-4o-mini", alias="REHEARSE_LLM_MODEL")
     port: int = Field(default=3000, alias="PORT")
-    slack_workers: int = Field(default=16, ge=1, le=256, alias="REHEARSE_SLACK_WORKERS")
+    slack_workers: int = Field(default=128, ge=1, le=256, alias="REHEARSE_SLACK_WORKERS")
     http_threads: int = Field(default=100, ge=4, le=1000, alias="REHEARSE_HTTP_THREADS")
     practice_workers: int = Field(default=32, ge=1, le=512, alias="REHEARSE_PRACTICE_WORKERS")
     outbox_sweep_seconds: float = Field(default=2.0, gt=0, alias="REHEARSE_OUTBOX_SWEEP_SECONDS")
