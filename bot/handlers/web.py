@@ -37,7 +37,8 @@ def signature_problem(secret: str, timestamp: str | None, signature: str | None,
     if abs(now - sent) > MAX_SKEW_S:
         return "X-Rehearse-Timestamp is more than 5 minutes off; sign with the current time"
     expected = "v1=" + hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
-    if not hmac.compare_digest(expected, signature):
+    # Bytes: compare_digest refuses str with non-ASCII characters (a 500), and compares bytes in constant time.
+    if not hmac.compare_digest(expected.encode(), signature.encode("utf-8", "surrogatepass")):
         return "X-Rehearse-Signature does not match: v1=<hex HMAC-SHA256 of '{timestamp}.{raw body}'>"
     return None
 
@@ -62,7 +63,9 @@ async def _read_limited(request: Request) -> bytes | None:
 def routes(*, bolt: App, coach: Coach, webhook_secret: str | None, slack_http: bool = True) -> list[Route]:
     """The server's routes; `/slack/events` only in HTTP mode (Socket Mode needs no public endpoint)."""
     async def slack_events(request: Request) -> Response:
-        body = await request.body()
+        body = await _read_limited(request)  # Slack's payloads are a few KB: a bigger body never reaches Bolt
+        if body is None:
+            return _error(413, f"body is over {MAX_BODY} bytes; Slack never sends that much")
         bolt_response = await run_in_threadpool(bolt.dispatch, to_bolt_request(request, body))
         return to_starlette_response(bolt_response)
 
