@@ -41,6 +41,7 @@ from bot.practice.roleplay import Buyer, ScriptedBuyer
 from bot.practice.scenarios import load_scenarios
 from bot.settings import Settings
 from bot.slack.directory import SlackDirectory
+from bot.slack.installation import resume_if_slack_answers
 from bot.slack.sender import OutboxSender
 from storage import queries
 from storage.db import Database
@@ -132,6 +133,7 @@ class Rehearse:
 
     def start(self) -> None:
         """Start the jobs (and Socket Mode when SLACK_APP_TOKEN is set); sends what a crash left unsent."""
+        resume_if_slack_answers(self.coach.db, self.client, now=self.coach.clock())  # after a reinstall
         self.scheduler.start()
         self.wake_sender()
         if self.settings.socket_mode:

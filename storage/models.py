@@ -256,3 +256,15 @@ class AuditEntry(SQLModel, table=True):
     action: str = Field(max_length=64)
     subject: str = Field(max_length=128)
     detail: dict = _json()
+
+
+class SlackInstallation(SQLModel, table=True):
+    """The app's standing in a Slack workspace: removed after `app_uninstalled` or the bot's `tokens_revoked`,
+    active again once Slack answers (auth.test at start, or a new request from Slack). While any workspace is
+    removed the outbox sender calls nothing: rows stay pending and go out after the reinstall."""
+
+    __tablename__ = "slack_installations"
+    team_id: str = Field(primary_key=True, max_length=32)
+    removed: bool = False
+    reason: str | None = Field(default=None, max_length=32, description="app_uninstalled or tokens_revoked")
+    changed_at: datetime

@@ -334,3 +334,54 @@ def test_every_listener_is_covered_here():
     declared = {value for name, value in vars(ids).items() if name.isupper() and isinstance(value, str)}
     assert declared - covered <= {ids.REASON_BLOCK, ids.REASON_INPUT, ids.COMMENT_BLOCK, ids.COMMENT_INPUT}, \
         f"listeners without an authorization test: {sorted(declared - covered)}"
+
+
+# --- 5. app_uninstalled and tokens_revoked ---------------------------------------------------------------------------
+
+
+def _removed(harness) -> bool:
+    from storage.installation import app_removed
+
+    with harness.app.coach.db.reading() as session:
+        return app_removed(session)
+
+
+def _outbox_unsent(harness) -> list[OutboxMessage]:
+    return [r for r in _rows(harness, OutboxMessage) if r.status in ("pending", "sending")]
+
+
+def test_after_app_uninstalled_nothing_is_sent_until_slack_answers_again(harness):
+    assert harness.slack.event({"type": "app_uninstalled"}).status_code == 200
+    harness.standin.wait_for(lambda: _removed(harness) or None)
+    harness.send_calls(low_calls())  # a nudge is due while the app is out of the workspace
+    _settled(harness)
+    assert harness.app.sender.drain() == 0
+    assert harness.standin.calls_to("chat.postMessage") == [], "no Slack call while removed"
+    assert [r.method for r in _outbox_unsent(harness)] == ["chat.postMessage"], "the approval waits, not failed"
+    assert ("slack", "app_uninstalled") in {(e.actor, e.action) for e in _rows(harness, AuditEntry)}
+    # Reinstalled: the next request from Slack makes Rehearse check its token, then the outbox goes out.
+    harness.slack.event({"type": "app_home_opened", "user": MANAGER, "tab": "home"})
+    approval = harness.approval_message()
+    assert approval["channel"] == APPROVALS and not _removed(harness)
+    assert harness.standin.calls_to("auth.test"), "Slack was asked before sending again"
+
+
+def test_after_the_bots_token_is_revoked_a_restart_resumes_once_slack_answers(start_app):
+    first = start_app()
+    first.slack.event({"type": "tokens_revoked", "tokens": {"oauth": [], "bot": ["U0BOT"]}})
+    first.standin.wait_for(lambda: _removed(first) or None)
+    first.send_calls(low_calls())
+    _settled(first)
+    assert first.standin.calls_to("chat.postMessage") == [] and len(_outbox_unsent(first)) == 1
+    second = start_app()  # the operator restarts with a working token: auth.test at start succeeds
+    approval = second.approval_message()
+    assert approval["channel"] == APPROVALS and not _removed(second)
+    assert len(second.standin.messages_in(APPROVALS)) == 1, "sent once"
+
+
+def test_a_person_revoking_their_own_user_token_does_not_stop_the_bot(harness):
+    harness.slack.event({"type": "tokens_revoked", "tokens": {"oauth": [REP], "bot": []}})
+    _settled(harness)
+    assert not _removed(harness)
+    harness.send_calls(low_calls())
+    assert harness.approval_message()["channel"] == APPROVALS

@@ -8,7 +8,7 @@ from slack_bolt import App
 
 from bot.coach import Coach
 from bot.nudges import home, practice
-from bot.slack import ids
+from bot.slack import ids, installation
 
 log = logging.getLogger(__name__)
 
@@ -28,11 +28,24 @@ def turn_page(ack, body, coach: Coach) -> None:
     home.publish_home(coach, user_id=body["user"]["id"], page=int(body["actions"][0]["value"]))
 
 
-def app_removed(event) -> None:
-    log.warning("Slack says the app was removed or its tokens revoked: %s", event.get("type"))
+def app_removed(body, event, coach: Coach) -> None:
+    """The outbox holds its rows from now on (see `bot/slack/installation.py`)."""
+    installation.note_removal(coach.db, team_id=body.get("team_id") or "workspace", event=event, now=coach.clock())
+
+
+def slack_is_back(body, client, context, next) -> None:  # noqa: A002 - Bolt injects `next` by name
+    """Any other signed request from Slack while the app is marked removed: check (off the ack path) that Slack
+    answers our token again, and if so let the outbox send."""
+    coach: Coach = context["coach"]
+    event = body.get("event") if isinstance(body, dict) else None
+    if not (isinstance(event, dict) and event.get("type") in installation.REMOVAL_EVENTS) \
+            and installation.is_removed(coach.db):
+        coach.run_later(lambda: installation.resume_if_slack_answers(coach.db, client, now=coach.clock()))
+    next()
 
 
 def register(app: App) -> None:
+    app.use(slack_is_back)
     app.event("app_home_opened")(home_opened)
     app.action(ids.HOME_START)(start_from_home)
     app.action(ids.HOME_PAGE)(turn_page)

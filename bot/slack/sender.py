@@ -14,6 +14,7 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 
 from bot.slack.pacing import ChannelPacer
 from storage.db import Database
+from storage.installation import app_removed
 from storage.models import OutboxMessage, OutboxStatus
 from storage.outbox import POST, claim_due, settle, still_mine
 
@@ -81,6 +82,9 @@ class OutboxSender:
         return sent
 
     def _claim(self) -> list[OutboxMessage]:
+        with self.db.reading() as session:  # app uninstalled / bot token revoked: rows stay pending (security.md)
+            if app_removed(session):
+                return []
         with self.db.session() as session:
             return claim_due(session, now=self.clock(), lease=self.lease)
 

@@ -1,0 +1,65 @@
+"""The app removed from Slack (`app_uninstalled`, the bot's `tokens_revoked`) and back again.
+
+While removed, the outbox sender sends nothing (see `OutboxSender.drain`): rows stay pending, nothing is lost.
+Rehearse counts the app as back once Slack answers `auth.test` with its token: at start, or when a request from
+Slack arrives again after the reinstall.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError, SlackClientError
+
+from storage import queries
+from storage.db import Database
+from storage.installation import app_removed, record_back, record_removed
+
+log = logging.getLogger(__name__)
+REMOVAL_EVENTS = ("app_uninstalled", "tokens_revoked")
+
+
+def removes_the_bot(event: dict) -> bool:
+    """`app_uninstalled` always; `tokens_revoked` only when the bot's token is among those revoked (a person
+    revoking their own user token leaves the bot working)."""
+    if event.get("type") == "app_uninstalled":
+        return True
+    return event.get("type") == "tokens_revoked" and bool((event.get("tokens") or {}).get("bot"))
+
+
+def note_removal(db: Database, *, team_id: str, event: dict, now: datetime) -> bool:
+    """Record the removal (and an audit entry); False when the event leaves the bot working."""
+    if not removes_the_bot(event):
+        log.info("Slack revoked user tokens only; the bot keeps working")
+        return False
+    with db.session() as session:
+        record_removed(session, team_id=team_id, reason=event["type"], now=now)
+        queries.audit(session, at=now, actor="slack", action=event["type"], subject=f"workspace:{team_id}")
+    log.warning("Slack says the app was removed (%s) from %s: sending nothing until Slack answers again",
+                event["type"], team_id)
+    return True
+
+
+def is_removed(db: Database) -> bool:
+    with db.reading() as session:
+        return app_removed(session)
+
+
+def resume_if_slack_answers(db: Database, client: WebClient, *, now: datetime) -> bool:
+    """When the app is marked removed, ask Slack `auth.test`; if it answers, the outbox sends again. True when
+    the app is (now) active."""
+    if not is_removed(db):
+        return True
+    try:
+        client.auth_test()
+    except (SlackApiError, SlackClientError, OSError) as exc:
+        error = exc.response.get("error") if isinstance(exc, SlackApiError) else exc
+        log.warning("the app is still removed from Slack (auth.test: %s); the outbox waits", error)
+        return False
+    with db.session() as session:
+        if record_back(session, now=now):
+            queries.audit(session, at=now, actor="slack", action="app_back", subject="workspace")
+    log.warning("Slack answers again: the outbox sends what waited")
+    return True
