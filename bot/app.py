@@ -35,6 +35,7 @@ from bot.nudges.digest import post_digest
 from bot.nudges.expiry import expire_after_failed_delivery, expire_stale_nudges
 from bot.nudges.followups import send_due_followups
 from bot.nudges.reminders import remind_managers
+from bot.nudges.retention import purge_old_text
 from bot.nudges.unmatched import rematch
 from bot.practice.grader import Grader, HeuristicGrader
 from bot.practice.roleplay import Buyer, ScriptedBuyer
@@ -127,6 +128,7 @@ class Rehearse:
         now = now or self.coach.clock()
         rematch(self.coach)
         chase_approvals(self.coach, now=now)
+        purge_old_text(self.coach, now=now)  # coach.yaml `retention`
         count = send_due_followups(self.coach, now=now)
         self.sender.drain()
         return count
@@ -222,6 +224,8 @@ def create_app(
                           max_instances=1, coalesce=True, misfire_grace_time=6 * 3600)
     scheduler.add_job(rematch, "interval", args=[coach], hours=1, id="rematch", max_instances=1, coalesce=True,
                       next_run_time=datetime.now(UTC))  # at start: calls waiting for reps configured since
+    scheduler.add_job(lambda: purge_old_text(coach, now=coach.clock()), "interval", hours=6, id="retention",
+                      max_instances=1, coalesce=True)  # call and practice text past coach.yaml's `retention`
     app = Rehearse(settings=settings, coach=coach, client=client, bolt=bolt, web=web, sender=sender,
                    scheduler=scheduler)
     db.on_outbox_commit(app.wake_sender)

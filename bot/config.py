@@ -202,6 +202,27 @@ class FollowupConfig(_Strict):
         return days
 
 
+class RetentionConfig(_Strict):
+    """How long call text and practice text are kept; the scores, grades and attempts built from them stay.
+
+    `transcripts_days`: evidence quotes from calls (on scores, signals and approval messages already sent).
+    `practice_turns_days`: what the rep and the buyer said in roleplays (turns, winning lines, grade evidence).
+    `null` keeps the text for good.
+    """
+
+    transcripts_days: int | None = 180
+    practice_turns_days: int | None = 180
+
+    @field_validator("transcripts_days", "practice_turns_days", mode="before")
+    @classmethod
+    def _whole_days(cls, value: object) -> object:
+        if isinstance(value, bool) or (value is not None and not isinstance(value, int)):
+            raise ValueError(f"{value!r}: give a whole number of days (e.g. 90), or null to keep the text")
+        if value is not None and not 1 <= value <= 3650:
+            raise ValueError(f"{value} days: keep text between 1 and 3650 days (or null to keep it for good)")
+        return value
+
+
 class CoachConfig(_Strict):
     teams: list[TeamConfig] = Field(min_length=1)
     criteria: dict[str, CriterionConfig] = Field(min_length=1)
@@ -211,6 +232,7 @@ class CoachConfig(_Strict):
     approval: ApprovalConfig = ApprovalConfig()
     priorities: list[PriorityConfig] = []
     gong: GongMapping = GongMapping()
+    retention: RetentionConfig = RetentionConfig()
     scenarios_dir: str | None = None
 
     @model_validator(mode="after")
