@@ -10,8 +10,9 @@ import logging
 import re
 from dataclasses import dataclass, field
 
+from sqlalchemy import insert, inspect
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from bot.coach import Coach
 from bot.config import CoachConfig
@@ -55,12 +56,13 @@ def identity(coach: Coach, ref: str) -> tuple[str | None, str | None]:
         return coach.directory.user_id_for_email(ref), ref
     if not SLACK_USER.match(ref):
         return None, None
+    if not any("@" in person for team in coach.config.teams for person in team.reps):
+        return ref, None  # nobody is configured by email: the Slack id is all `rep_row` needs
     with coach.db.reading() as session:
         rep = queries.find_rep(session, slack_user_id=ref)
     if rep and rep.team_id:
         return ref, rep.email
-    needs_email = any("@" in person for team in coach.config.teams for person in team.reps)
-    return ref, coach.directory.email_for_user(ref) if needs_email else None
+    return ref, coach.directory.email_for_user(ref)
 
 
 def rep_row(session: Session, coach: Coach, slack_user_id: str | None, email: str | None) -> Rep | None:
@@ -155,18 +157,86 @@ def _learn_time_zones(coach: Coach, people: list[tuple[str | None, str | None]])
             coach.directory.timezone_for(user)
 
 
+def _stored_keys(session: Session, calls: list[ScoredCall]) -> set[tuple[str, str]]:
+    """Which of these calls' (source, call_id) are already stored: one query per source and 500 ids."""
+    wanted: dict[str, list[str]] = {}
+    for call in calls:
+        wanted.setdefault(call.source, []).append(call.call_id)
+    found: set[tuple[str, str]] = set()
+    for source, call_ids in wanted.items():
+        unique = sorted(set(call_ids))
+        for start in range(0, len(unique), 500):
+            found.update((source, call_id) for call_id in session.exec(
+                select(Call.call_id).where(Call.source == source, col(Call.call_id).in_(unique[start:start + 500]))))
+    return found
+
+
+def _insert_new(session: Session, coach: Coach, calls: list[tuple[ScoredCall, Rep | None]]) -> bool:
+    """Insert calls known to be new, and their scores, in two statements; False (nothing inserted) when one
+    of them was stored by another request meanwhile."""
+    now = coach.clock()
+    rows = [{"source": call.source, "call_id": call.call_id, "rep_ref": call.rep, "rep_id": rep.id if rep else None,
+             "started_at": call.started_at, "duration_s": call.duration_s, "title": call.title,
+             "call_type": call.call_type, "recording_url": call.recording_url,
+             "metrics": call.metrics or (conversation_metrics(call.transcript).as_dict() if call.transcript else {}),
+             "received_at": now} for call, rep in calls]
+    try:
+        with session.begin_nested():
+            table = Call.__table__
+            ids = session.execute(insert(table).returning(table.c.id, sort_by_parameter_order=True), rows).scalars()
+            scores = [{"call_pk": pk, "criterion": s.criterion, "score": s.score, "max": s.max,
+                       "evidence": [e.model_dump(exclude_none=True) for e in s.evidence]}
+                      for pk, (call, _) in zip(ids.all(), calls, strict=True) for s in call.scores]
+            if scores:
+                session.execute(insert(CallScore.__table__), scores)
+    except IntegrityError:  # the same call arrived at the same moment through another request
+        return False
+    return True
+
+
+def _rep_rows(session: Session, coach: Coach, refs: list[str],
+              identities: dict[str, tuple[str | None, str | None]]) -> dict[str, Rep | None]:
+    """Each rep reference's row, found (or created) once per batch, in the order the calls name them."""
+    reps = {ref: rep_row(session, coach, *identities[ref]) for ref in refs}
+    for ref, rep in reps.items():  # a later identity may have merged an earlier one's row away
+        if rep is not None and inspect(rep).was_deleted:
+            reps[ref] = rep_row(session, coach, *identities[ref])
+    return reps
+
+
 def ingest_calls(coach: Coach, calls: list[ScoredCall]) -> IngestResult:
-    """Store new calls, then review each matched rep they touched for at most one new nudge."""
+    """Store new calls, then review each matched rep they touched for at most one new nudge.
+
+    New calls (the usual case) are inserted together, in two statements; a call already stored, or named twice
+    in the batch, goes through `_store` one by one, which completes it or counts it as a duplicate.
+    """
     identities = {ref: identity(coach, ref) for ref in {c.rep for c in calls}}
     _learn_time_zones(coach, list(identities.values()))
     result = IngestResult()
+    ordered = sorted(calls, key=lambda c: c.started_at)
     with coach.db.session() as session:
-        touched: dict[int, Rep] = {}
-        for call in sorted(calls, key=lambda c: c.started_at):
-            rep = rep_row(session, coach, *identities[call.rep])
+        reps = _rep_rows(session, coach, list(dict.fromkeys(c.rep for c in ordered)), identities)
+        stored = _stored_keys(session, ordered)
+        fresh: list[tuple[ScoredCall, Rep | None]] = []
+        again: list[ScoredCall] = []
+        for call in ordered:
+            key = (call.source, call.call_id)
+            if key in stored:
+                again.append(call)
+            else:
+                stored.add(key)
+                fresh.append((call, reps[call.rep]))
+        if fresh and not _insert_new(session, coach, fresh):
+            again, fresh = ordered, []  # raced with another request: take the calls one by one
+        accepted = list(fresh)
+        for call in again:
+            rep = reps[call.rep]
             if _store(session, call, rep, coach) is None:
                 result.duplicates += 1
-                continue
+            else:
+                accepted.append((call, rep))
+        touched: dict[int, Rep] = {}
+        for call, rep in accepted:
             result.accepted += 1
             _warn_unknown_criteria(coach, call)
             if not matched(rep):

@@ -24,12 +24,16 @@ UNITS = {"talk_ratio": "ratio", "interactivity": "count", "questions": "count", 
 
 def history(session: Session, *, rep_id: int) -> list[CallRecord]:
     """The rep's latest calls with their scores in percent, as the rules read them."""
-    calls = list(session.exec(select(Call).where(Call.rep_id == rep_id)
-                              .order_by(col(Call.started_at).desc()).limit(HISTORY_CALLS)))
+    # Columns, not ORM objects: this runs for every ingested call, and building 60 calls' objects was most of it.
+    calls = session.exec(select(Call.id, Call.call_id, Call.started_at, Call.metrics, Call.call_type,
+                                Call.recording_url, Call.title).where(Call.rep_id == rep_id)
+                         .order_by(col(Call.started_at).desc()).limit(HISTORY_CALLS)).all()
     scores: dict[int, dict] = {}
     if calls:
-        for s in session.exec(select(CallScore).where(col(CallScore.call_pk).in_([c.id for c in calls]))):
-            scores.setdefault(s.call_pk, {})[s.criterion] = (s.percent, tuple(s.evidence))
+        for call_pk, criterion, score, top, evidence in session.exec(
+                select(CallScore.call_pk, CallScore.criterion, CallScore.score, CallScore.max, CallScore.evidence)
+                .where(col(CallScore.call_pk).in_([c.id for c in calls]))):
+            scores.setdefault(call_pk, {})[criterion] = (100.0 * score / top, tuple(evidence))
     return [CallRecord(call_pk=c.id, call_id=c.call_id, started_at=c.started_at, scores=scores.get(c.id, {}),
                        metrics=c.metrics or {}, call_type=c.call_type, recording_url=c.recording_url, title=c.title)
             for c in reversed(calls)]
