@@ -343,6 +343,52 @@ def audit(
         out.print("Disputes per criterion: " + ", ".join(f"{c} {n}" for c, n in sorted(disputed.items())))
 
 
+@cli.command()
+def forget(
+    rep: Annotated[str, typer.Option("--rep", help="The person's Slack user ID or email")],
+    yes: Annotated[bool, typer.Option("--yes", help="Delete without asking for confirmation")] = False,
+) -> None:
+    """Delete everything Rehearse holds about one person (calls, scores, nudges, practice, messages not yet sent...)
+    and record in the audit log that it was done, without naming them."""
+    import getpass
+
+    from bot.config import EMAIL, SLACK_USER
+    from bot.nudges.forget import forget_person
+    from storage.db import Database
+
+    person = rep.strip()
+    if not (SLACK_USER.match(person) or EMAIL.match(person)):
+        _fail([f"--rep: {rep!r} is neither a Slack user ID (U...) nor an email address"], "cannot forget")
+    if not yes and not typer.confirm(f"Delete everything Rehearse holds about {person}? This cannot be undone"):
+        err.print("Nothing deleted.")
+        raise typer.Exit(1)
+    settings = Settings()
+    db = Database(settings.database_url)  # needs no Slack token
+    db.migrate()
+    try:
+        operator = getpass.getuser()
+    except (KeyError, OSError):
+        operator = "unknown"
+    done = forget_person(db, identifier=person, now=datetime.now(UTC), operator=f"cli:{operator}")
+    db.dispose()
+    counts = {name.replace("_", " "): n for name, n in vars(done).items() if n}
+    out.print(f"Forgot {person}: " + (", ".join(f"{n} {name}" for name, n in counts.items()) or "nothing was stored")
+              + ". The audit log records the deletion without naming them.", highlight=False)
+    try:
+        listed = person.lower() in {p for team in load_config_quietly(settings.config_path) for p in team}
+    except ConfigError:
+        listed = False
+    if listed:
+        err.print(f"{person} is still listed in {settings.config_path}: remove them there, or their next scored call "
+                  "is stored again.", highlight=False)
+
+
+def load_config_quietly(path: str) -> list[list[str]]:
+    """Every team's people (lower-cased) from coach.yaml, for the warning after `forget`."""
+    config = parse_config(read_yaml(path))
+    return [[p.lower() for p in (*t.reps, *t.managers, *t.approvers)] for t in config.teams]
+
+
 @config_cli.command("check")
 def config_check(
     path: Annotated[Path | None, typer.Argument(help="Defaults to REHEARSE_CONFIG or coach.yaml")] = None,
@@ -377,7 +423,8 @@ def config_check(
 def jobs_run(as_of: str = typer.Option(None, "--as-of", help="ISO time to run as, e.g. 2026-12-14T09:00:00Z")
              ) -> None:
     """Run every periodic job once as of --as-of (default now): re-match waiting calls, remind / expire / escalate
-    approvals, send due follow-ups, post this week's digests (once), and wait until the outbox is sent."""
+    approvals, delete text past coach.yaml's `retention`, send due follow-ups, post this week's digests (once), and
+    wait until the outbox is sent."""
     _logging(False)
     try:
         now = datetime.fromisoformat(as_of) if as_of else datetime.now(UTC)
