@@ -286,6 +286,17 @@ def test_someone_else_cannot_retake_or_close_the_reps_feedback(harness):
     assert not any(m["text"].startswith("Retake") for m in harness.standin.messages_in(REP))
 
 
+def test_someone_elses_message_in_the_reps_practice_thread_is_not_a_turn(harness):
+    from storage.models import PracticeTurn
+
+    invite = _invite(harness)
+    harness.slack.click(invite, ids.START_PRACTICE, user=REP)
+    harness.standin.wait_for(lambda: len(harness.thread(invite)) >= 2)
+    harness.slack.dm(user=OUTSIDER, channel=invite["channel"], text="I'll take that discount", thread_ts=invite["ts"])
+    _settled(harness)
+    assert [t.role for t in _rows(harness, PracticeTurn)] == ["buyer"] and len(harness.thread(invite)) == 2
+
+
 def test_home_paging_shows_a_non_manager_only_their_own_tab(harness):
     harness.send_calls(low_calls())
     harness.approval_message()
