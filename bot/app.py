@@ -44,6 +44,7 @@ from bot.settings import Settings
 from bot.slack.directory import SlackDirectory
 from bot.slack.installation import resume_if_slack_answers
 from bot.slack.sender import OutboxSender
+from bot.telemetry import ContextThreadPool, MeteredWebClient, RequestIds, keep_secret, slack_request_ids
 from storage import queries
 from storage.db import Database
 
@@ -77,7 +78,7 @@ def slack_client(settings: Settings, *, wait_on_rate_limit: bool = True) -> WebC
     handlers = [ConnectionErrorRetryHandler(max_retry_count=2), ServerErrorRetryHandler(max_retry_count=2)]
     if wait_on_rate_limit:
         handlers.append(RateLimitErrorRetryHandler(max_retry_count=1))
-    return WebClient(token=settings.slack_bot_token, base_url=settings.api_base_url, timeout=15,
+    return MeteredWebClient(token=settings.slack_bot_token, base_url=settings.api_base_url, timeout=15,
                      retry_handlers=handlers)
 
 
@@ -156,7 +157,8 @@ class Rehearse:
     def serve(self, host: str = "0.0.0.0") -> None:
         self.start()
         try:
-            uvicorn.run(self.web, host=host, port=self.settings.port, log_level="info")
+            uvicorn.run(self.web, host=host, port=self.settings.port, log_level="info",
+                        log_config=None)  # uvicorn's lines go through our handler (JSON, redacted) too
         finally:
             self.stop()
 
@@ -187,6 +189,8 @@ def create_app(
     scenarios = load_scenarios(scenarios_dir(config.scenarios_dir, settings.config_path))
     if problems := unknown_scenarios(config.model_dump(), set(scenarios)):
         raise ConfigError(problems)
+    keep_secret(settings.slack_bot_token, settings.slack_signing_secret, settings.slack_app_token,
+                settings.webhook_secret, settings.openai_api_key)  # never in a log line
     db = Database(settings.database_url)
     db.migrate()
     client = slack_client(settings)
@@ -203,12 +207,14 @@ def create_app(
         signing_secret=settings.slack_signing_secret,
         request_verification_enabled=not settings.socket_mode,
         token_verification_enabled=False,
-        listener_executor=ThreadPoolExecutor(settings.slack_workers, thread_name_prefix="slack-listener"),
+        listener_executor=ContextThreadPool(settings.slack_workers, thread_name_prefix="slack-listener"),
     )
     handlers.register(bolt, coach)
+    bolt.use(slack_request_ids)  # Slack's ids (event, action, command) on the request's log lines
     web = Starlette(routes=routes(bolt=bolt, coach=coach, webhook_secret=settings.webhook_secret,
                                   slack_http=not settings.socket_mode),
                     lifespan=partial(_http_threads, settings.http_threads))
+    web.add_middleware(RequestIds)  # X-Request-Id in, out, and on every log line of the request
     sender = OutboxSender(db, slack_client(settings, wait_on_rate_limit=False),
                           on_failed=partial(expire_after_failed_delivery, coach))
     scheduler = BackgroundScheduler(timezone=UTC)

@@ -26,9 +26,14 @@ out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 
 
-def _logging(verbose: bool) -> None:
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+def _logging(verbose: bool, default_format: str = "text") -> None:
+    """One handler: JSON lines or text (REHEARSE_LOG_FORMAT), context ids on each line, secrets redacted."""
+    from bot.telemetry import configure_logging
+
+    try:
+        configure_logging(logging.INFO if verbose else logging.WARNING, default_format=default_format)
+    except ValueError as exc:
+        _fail([str(exc)], "cannot start")
 
 
 def _fail(problems: list[str], what: str) -> None:
@@ -56,7 +61,7 @@ def _app(settings: Settings):  # noqa: ANN202 - imported lazily so `config check
 @cli.command()
 def serve(verbose: bool = typer.Option(True, help="Log at INFO level.")) -> None:
     """Run the web server, the outbox sender and the jobs (Socket Mode when SLACK_APP_TOKEN is set)."""
-    _logging(verbose)
+    _logging(verbose, default_format="json")
     settings = Settings()
     if problems := settings.serve_problems():
         _fail(problems, "cannot serve")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import threading
 from collections.abc import Callable, Iterator
@@ -62,13 +63,14 @@ class Coach:
     thread_locks: KeyedLocks = field(default_factory=KeyedLocks)
 
     def run_later(self, work: Callable[..., object], /, *args: object, **kwargs: object) -> None:
-        """Run slow work on the practice pool; a failure is logged (nobody waits on the result)."""
+        """Run slow work on the practice pool, in a copy of the caller's context (its request and nudge ids stay
+        on the log lines); a failure is logged (nobody waits on the result)."""
 
         def report(done) -> None:  # noqa: ANN001
             if done.exception() is not None:
                 log.error("%s failed", getattr(work, "__name__", work), exc_info=done.exception())
 
-        self.workers.submit(work, *args, **kwargs).add_done_callback(report)
+        self.workers.submit(contextvars.copy_context().run, work, *args, **kwargs).add_done_callback(report)
 
     def scenario(self, scenario_id: str, criterion: str | None = None) -> Scenario | None:
         """The scenario, or (renamed or removed since) the one coach.yaml now routes the criterion to."""

@@ -98,7 +98,10 @@ def routes(*, bolt: App, coach: Coach, webhook_secret: str | None, slack_http: b
         return JSONResponse({"ok": healthy, "database": "up" if healthy else "down"},
                             status_code=200 if healthy else 503)
 
+    from bot.telemetry import metrics_endpoint
+
     served = [
+        Route("/metrics", metrics_endpoint(coach.db), methods=["GET"]),
         Route("/webhooks/calls", scored_calls, methods=["POST"]),
         Route("/healthz", healthz, methods=["GET"]),
     ]

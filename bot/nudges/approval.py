@@ -12,6 +12,7 @@ from bot.nudges import lifecycle
 from bot.nudges.budget import next_working_time
 from bot.nudges.evidence_sides import BUYER_SIDE
 from bot.slack import blocks, ids
+from bot.telemetry import about_nudge
 from storage import queries
 from storage.models import Nudge, NudgeState, OutboxMessage, OutboxStatus, Rep, Signal
 from storage.outbox import enqueue, enqueue_ephemeral
@@ -218,6 +219,7 @@ def _blocked(session: Session, coach: Coach, nudge: Nudge | None, allowed: bool,
     return decision
 
 
+@about_nudge
 def may_decide(coach: Coach, *, nudge_id: int, user_id: str, channel: str) -> Decision:
     """Before opening the Skip modal: refuse (with an ephemeral why) anyone who may not decide now."""
     nudge, allowed, deciders = _authorise(coach, nudge_id, user_id)
@@ -228,6 +230,7 @@ def may_decide(coach: Coach, *, nudge_id: int, user_id: str, channel: str) -> De
     return blocked or Decision("may_decide", "")
 
 
+@about_nudge
 def change_scenario(coach: Coach, *, nudge_id: int, user_id: str, scenario_id: str, channel: str,
                     message_ts: str) -> Decision:
     """The manager picks another drill before approving; the message shows it at once."""
@@ -252,6 +255,7 @@ def change_scenario(coach: Coach, *, nudge_id: int, user_id: str, scenario_id: s
         return Decision("changed", scenario_id)
 
 
+@about_nudge
 def decide(coach: Coach, *, nudge_id: int, user_id: str, approve: bool, channel: str, message_ts: str,
            reason: str | None = None) -> Decision:
     """Apply a manager's Approve or Skip. Anyone else is refused; of two clicks, the second is told who won."""

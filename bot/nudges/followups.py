@@ -11,6 +11,7 @@ from bot.coach import Coach
 from bot.nudges.budget import add_working_days, next_working_time
 from bot.practice.schedule import Transfer, followup_dates, next_gap, transfer_status
 from bot.slack import blocks, ids
+from bot.telemetry import bind, scoped
 from storage import queries
 from storage.models import Call, CallScore, FollowUp, Nudge, OutboxMessage, OutboxStatus, Rep, Signal
 from storage.outbox import enqueue
@@ -94,6 +95,7 @@ def after_followup_drill(session: Session, coach: Coach, *, followup: FollowUp, 
     queries.audit(session, at=now, actor="rehearse", action="redrill_scheduled", subject=f"nudge:{nudge.id}")
 
 
+@scoped  # each follow-up binds its nudge in turn
 def send_due_followups(coach: Coach, *, now: datetime, limit: int = 100) -> int:
     """DM a retention drill for each follow-up due at `now`; each row is claimed once.
 
@@ -107,6 +109,7 @@ def send_due_followups(coach: Coach, *, now: datetime, limit: int = 100) -> int:
             .with_for_update(skip_locked=True)
         ))
         for followup in due:
+            bind(nudge_id=followup.nudge_id)
             nudge = session.get(Nudge, followup.nudge_id)
             rep = session.get(Rep, followup.rep_id)
             scenario = coach.scenario(nudge.scenario_id, nudge.criterion)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 
 from sqlalchemy import insert, inspect
@@ -19,6 +20,7 @@ from bot.config import CoachConfig
 from bot.nudges import triage
 from bot.nudges.adapters import ScoredCall
 from bot.nudges.metrics import conversation_metrics
+from bot.telemetry import count_ingested
 from storage import queries
 from storage.models import Call, CallScore, Rep
 
@@ -212,7 +214,7 @@ def ingest_calls(coach: Coach, calls: list[ScoredCall]) -> IngestResult:
     """
     identities = {ref: identity(coach, ref) for ref in {c.rep for c in calls}}
     _learn_time_zones(coach, list(identities.values()))
-    result = IngestResult()
+    result, tally = IngestResult(), Counter()
     ordered = sorted(calls, key=lambda c: c.started_at)
     with coach.db.session() as session:
         reps = _rep_rows(session, coach, list(dict.fromkeys(c.rep for c in ordered)), identities)
@@ -233,11 +235,13 @@ def ingest_calls(coach: Coach, calls: list[ScoredCall]) -> IngestResult:
             rep = reps[call.rep]
             if _store(session, call, rep, coach) is None:
                 result.duplicates += 1
+                tally[call.source, "duplicate"] += 1
             else:
                 accepted.append((call, rep))
         touched: dict[int, Rep] = {}
         for call, rep in accepted:
             result.accepted += 1
+            tally[call.source, "accepted"] += 1
             _warn_unknown_criteria(coach, call)
             if not matched(rep):
                 result.unmatched += 1
@@ -249,4 +253,5 @@ def ingest_calls(coach: Coach, calls: list[ScoredCall]) -> IngestResult:
             nudge = triage.review_rep(session, coach, rep)
             if nudge is not None:
                 result.nudges.append(nudge.id)
+    count_ingested(tally.items())  # committed: now they count
     return result

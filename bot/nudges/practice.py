@@ -21,6 +21,7 @@ from bot.practice.grader import Grade as GradeResult
 from bot.practice.roleplay import Turn, roleplay_over
 from bot.practice.scenarios import Scenario
 from bot.slack import blocks, ids
+from bot.telemetry import about_nudge, bind, scoped
 from storage import queries
 from storage.models import (
     FollowUp,
@@ -100,6 +101,7 @@ def _open_roleplay(session: Session, coach: Coach, *, rep: Rep, scenario: Scenar
     return practice
 
 
+@scoped  # binds the nudge it starts for its own log lines
 def start_practice(coach: Coach, *, user_id: str, value: str, channel: str, message_ts: str) -> Outcome:
     """Open the roleplay in the thread of the DM whose Start practice button was clicked."""
     kind, ref = ids.parse_practice_value(value)
@@ -115,6 +117,7 @@ def start_practice(coach: Coach, *, user_id: str, value: str, channel: str, mess
             followup = session.get(FollowUp, int(ref))
             nudge = session.get(Nudge, followup.nudge_id) if followup else None
         scenario = coach.scenario(nudge.scenario_id, nudge.criterion) if nudge else coach.scenarios.get(ref)
+        bind(nudge_id=nudge.id if nudge else None)
         refusal = None
         if kind != "scenario" and (nudge is None or rep is None or nudge.rep_id != rep.id):
             refusal = Outcome("not_yours", "This practice belongs to someone else.")
@@ -163,6 +166,7 @@ def start_on_demand(coach: Coach, *, user_id: str, scenario: Scenario) -> Outcom
         return Outcome("started")
 
 
+@about_nudge
 def start_nudge_from_home(coach: Coach, *, user_id: str, nudge_id: int) -> Outcome:
     """**Start practice** on the App Home tab: the nudge's roleplay opens in a new thread of the rep's DM."""
     now = coach.clock()
@@ -235,6 +239,7 @@ def _find_practice(session: Session, *, channel: str, thread_ts: str) -> Practic
     return practice
 
 
+@scoped  # binds the practice's nudge for the turn, the buyer and the grade
 def handle_reply(coach: Coach, *, user_id: str, channel: str, thread_ts: str | None, text: str,
                  event_id: str | None = None) -> Outcome:
     """A rep's message in the DM: a roleplay turn when it is in an active practice thread.
@@ -270,6 +275,7 @@ def handle_reply(coach: Coach, *, user_id: str, channel: str, thread_ts: str | N
             placeholder = None if over else _post(session, coach, channel=channel, thread_ts=thread_ts, message={
                 "text": f"_{scenario.persona.name} is typing…_"})
             practice_id = practice.id
+            bind(nudge_id=practice.nudge_id, practice_id=practice_id)
         if over:
             return _finish(coach, practice_id, scenario, turns)
         reply = coach.buyer.reply(scenario, turns)  # may take seconds: no transaction is open

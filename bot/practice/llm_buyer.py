@@ -8,12 +8,14 @@ the rep never sees an error.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 
 import openai
 
 from bot.practice.roleplay import Buyer, Turn, sentences
 from bot.practice.scenarios import Beat, Scenario
+from bot.telemetry import model_failure, observe_model
 
 logger = logging.getLogger(__name__)
 
@@ -117,19 +119,22 @@ class LLMBuyer:
         """The buyer's next line: the scripted opening line first, then the model's reply to the rep."""
         if not any(turn.role == "rep" for turn in turns):
             return scenario.opening_line
+        started = time.perf_counter()
         try:
             completion = self._client.chat.completions.create(
                 model=self._model,
                 messages=chat_messages(scenario, turns, self._priorities),
                 temperature=TEMPERATURE,
             )
-            return spoken_reply(completion.choices[0].message.content if completion.choices else None)
+            line = spoken_reply(completion.choices[0].message.content if completion.choices else None)
         except (openai.OpenAIError, ValueError) as exc:
+            observe_model("buyer", "fallback", started)
             logger.warning(
-                "LLM buyer failed on %s turn %d (%s: %s); the scripted buyer answers this turn",
+                "LLM buyer failed on %s turn %d (%s); the scripted buyer answers this turn",
                 scenario.id,
                 len(turns),
-                type(exc).__name__,
-                exc,
+                model_failure(exc),
             )
             return self._fallback.reply(scenario, turns)
+        observe_model("buyer", "ok", started)
+        return line

@@ -14,6 +14,7 @@ import json
 import logging
 import re
 import secrets
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +26,7 @@ from bot.practice.evidence import SHORT_QUOTE_WORDS, closest_sentence, verify_qu
 from bot.practice.grader import MAX_EVIDENCE, CriterionGrade, Grade, Grader, assemble_grade
 from bot.practice.roleplay import Turn, rep_moves
 from bot.practice.scenarios import RubricCriterion, Scenario
+from bot.telemetry import model_failure, observe_model
 
 logger = logging.getLogger(__name__)
 
@@ -146,14 +148,15 @@ class LLMGrader:
         said = [turn.text for turn in kept if turn.role == "rep"]
         if not said:
             return self._fallback.grade(scenario, turns)
+        started = time.perf_counter()
         try:
             answers = self._ask(scenario, kept, scenario.rubric)
             graded = [self._verified(scenario, kept, said, c, answers[c.id]) for c in scenario.rubric]
         except (openai.OpenAIError, ValueError) as exc:
-            logger.warning(
-                "LLM grader failed on %s (%s: %s); using the fallback grader", scenario.id, type(exc).__name__, exc
-            )
+            observe_model("grader", "fallback", started)
+            logger.warning("LLM grader failed on %s (%s); using the fallback grader", scenario.id, model_failure(exc))
             return self._fallback.grade(scenario, turns)
+        observe_model("grader", "ok", started)
         return assemble_grade(scenario, graded)
 
     def _ask(

@@ -13,6 +13,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 
 from bot.slack.pacing import ChannelPacer
+from bot.telemetry import about_outbox_row
 from storage.db import Database
 from storage.installation import app_removed
 from storage.models import OutboxMessage, OutboxStatus
@@ -88,6 +89,7 @@ class OutboxSender:
         with self.db.session() as session:
             return claim_due(session, now=self.clock(), lease=self.lease)
 
+    @about_outbox_row  # its outbox id and nudge id on the log lines
     def _deliver(self, row: OutboxMessage) -> bool:
         now = self.clock()
         with self.db.session() as session:
