@@ -96,11 +96,18 @@ def ingest(
     if file is None:
         _fail(["FILE: give a file to import, or --unmatched to list calls waiting for their rep"], "nothing to do")
     app = _app(Settings())
+    import gc
+
+    # As in `calibrate`: reading and storing allocate objects that mostly live to the end of the command, and the
+    # cyclic collector walking them again and again took most of the time of reading 20,000 calls (2.8 s of 3.3 s).
+    gc.disable()
     try:
         calls = read_call_file(file, gong=app.coach.config.gong)
+        result = ingest_calls(app.coach, calls)
     except PayloadError as exc:
         _fail([f"{field}: {message}" for field, message in exc.problems], f"{file} has mistakes")
-    result = ingest_calls(app.coach, calls)
+    finally:
+        gc.enable()
     out.print(f"accepted {result.accepted}, duplicates {result.duplicates}, "
               f"unmatched {result.unmatched}, nudges proposed {len(result.nudges)}")
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 from alembic import command
@@ -49,6 +50,9 @@ class Database:
         self.url = url
         self.engine = make_engine(url)
         self._on_outbox_commit: list[Callable[[], None]] = []
+        # SQLite has one writer at a time. Writers of this process queue here rather than in SQLite's busy
+        # handler, which sleeps (up to 100 ms a try) and leaves the lock idle while they sleep.
+        self._writers = threading.RLock() if url.startswith("sqlite") else nullcontext()
 
     @property
     def is_postgres(self) -> bool:
@@ -61,16 +65,17 @@ class Database:
     @contextmanager
     def session(self) -> Iterator[Session]:
         """A unit of work: commits on success, rolls back on error."""
-        with Session(self.engine, expire_on_commit=False) as session:
+        with self._writers, Session(self.engine, expire_on_commit=False) as session:
             try:
                 yield session
                 session.commit()
             except BaseException:
                 session.rollback()
                 raise
-            if session.info.pop("outbox_added", False):
-                for callback in self._on_outbox_commit:
-                    callback()
+            woken = session.info.pop("outbox_added", False)
+        if woken:
+            for callback in self._on_outbox_commit:
+                callback()
 
     @contextmanager
     def reading(self) -> Iterator[Session]:
