@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
 
@@ -216,7 +216,8 @@ def create_app(
                     lifespan=partial(_http_threads, settings.http_threads))
     web.add_middleware(RequestIds)  # X-Request-Id in, out, and on every log line of the request
     sender = OutboxSender(db, slack_client(settings, wait_on_rate_limit=False),
-                          on_failed=partial(expire_after_failed_delivery, coach))
+                          on_failed=partial(expire_after_failed_delivery, coach),
+                          linger=timedelta(seconds=settings.outbox_sweep_seconds))  # paced rows: no sweep wait
     scheduler = BackgroundScheduler(timezone=UTC)
     scheduler.add_job(sender.drain, "interval", seconds=settings.outbox_sweep_seconds, id="outbox",
                       max_instances=1, coalesce=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Collection
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -51,13 +52,15 @@ def enqueue(
     return row
 
 
-def claim_due(session: Session, *, now: datetime, lease: timedelta, limit: int = 20) -> list[OutboxMessage]:
+def claim_due(session: Session, *, now: datetime, lease: timedelta, limit: int = 20,
+              paced: Collection[str] = ()) -> list[OutboxMessage]:
     """Claim due rows, oldest first; a channel's posts wait behind its earlier unsent posts.
 
     A row is due when pending and its time has come, or when the sender that claimed it let its lease
     lapse (it died mid-send). Only `chat.postMessage` rows queue per channel, so a manager's button
     feedback (`chat.update`, ephemeral answers) never waits behind a backlog of posts. On PostgreSQL,
-    rows another replica holds are skipped. Each claimed row gets a fresh `claim_token`.
+    rows another replica holds are skipped. Each claimed row gets a fresh `claim_token`. Posts to the `paced`
+    channels (no token left this second) stay unclaimed, so their queues cost nothing until they may post.
     """
     earlier = aliased(OutboxMessage)
     blocked = exists().where(
@@ -76,6 +79,8 @@ def claim_due(session: Session, *, now: datetime, lease: timedelta, limit: int =
         and_(OutboxMessage.status == OutboxStatus.PENDING, OutboxMessage.next_attempt_at <= now),
         and_(OutboxMessage.status == OutboxStatus.SENDING, col(OutboxMessage.lease_until) < now),
     )
+    if paced:
+        due = and_(due, or_(OutboxMessage.method != POST, col(OutboxMessage.channel).not_in(sorted(paced))))
     query = (
         select(OutboxMessage)
         .where(due, ~blocked)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlmodel import select
 
 from bot.app import slack_client
+from bot.demo.slack_standin import SlackStandIn
 from bot.slack import ids
 from bot.slack.sender import OutboxSender
 from storage.db import Database
@@ -43,7 +45,7 @@ def test_rows_are_sent_once_in_order_with_the_ts_recorded(db, standin, database_
     with db.session() as session:
         rows = [session.get(OutboxMessage, i) for i in ids_]
     assert [r.status for r in rows[:3]] == [OutboxStatus.SENT] * 3 and rows[3].status == OutboxStatus.PENDING
-    assert rows[3].next_attempt_at > datetime.now(UTC)
+    assert sender.pacer.paced(datetime.now(UTC)) == {"C0ONE"}, "left unclaimed until the channel has a token"
     assert [m["text"] for m in standin.messages_in("C0ONE")] == ["message 0", "message 1", "message 2"]
     assert rows[0].ts == standin.messages_in("C0ONE")[0]["ts"]
 
@@ -158,3 +160,43 @@ def test_a_message_held_for_working_hours_holds_up_nothing(db, standin, database
     _post(db, REP, "an on-demand drill, now")
     assert _sender(db, standin, database_url).drain() == 1
     assert [m["text"] for m in standin.messages_in(REP)] == ["an on-demand drill, now"]
+
+
+def _publish(db, user: str) -> int:
+    with db.session() as session:
+        return enqueue(session, method="views.publish", channel=None, now=datetime.now(UTC),
+                       payload={"user_id": user, "view": {"type": "home", "blocks": []}}).id
+
+
+def test_tiered_methods_are_paced_to_their_tier_without_holding_up_posts(db, database_url):
+    with SlackStandIn(enforce_tiers=True) as slack:  # views.publish is Tier 4: 100 a minute
+        for i in range(103):
+            _publish(db, f"U{i:04d}")
+        _post(db, "C0ONE", "a drill")
+        frozen = datetime.now(UTC)  # the sender's minute does not move on; Slack's (the stand-in's) does
+        sender = _sender(db, slack, database_url, clock=lambda: frozen)
+        assert sender.drain() == 101, "100 Home tabs and the post; 3 wait for the tier"
+        assert slack.rate_limited == [], "the sender stayed inside the tier: Slack never had to say 429"
+        assert [m["text"] for m in slack.messages_in("C0ONE")] == ["a drill"]
+        with db.session() as session:
+            waiting = session.exec(select(OutboxMessage).where(OutboxMessage.status == OutboxStatus.PENDING)).all()
+        assert len(waiting) == 3 and all(r.next_attempt_at > frozen for r in waiting)
+
+
+def test_a_429_on_a_tiered_method_shuts_that_method_until_retry_after(db, standin, database_url):
+    standin.fail_next("views.publish", status=429, retry_after=30)
+    _publish(db, REP)
+    _publish(db, MANAGER)
+    _post(db, "C0ONE", "a drill")
+    assert _sender(db, standin, database_url).drain() == 1
+    assert len(standin.calls_to("views.publish")) == 1, "the second Home tab waits out the Retry-After too"
+    assert [m["text"] for m in standin.messages_in("C0ONE")] == ["a drill"]
+
+
+def test_a_lingering_drain_sends_what_pacing_deferred_without_waiting_for_the_next_sweep(db, standin, database_url):
+    for i in range(5):
+        _post(db, "C0ONE", f"message {i}")
+    started = time.monotonic()
+    assert _sender(db, standin, database_url, linger=timedelta(seconds=2)).drain() == 5
+    assert 1.5 < time.monotonic() - started < 4, "a burst of three, then one a second"
+    assert [m["text"] for m in standin.messages_in("C0ONE")] == [f"message {i}" for i in range(5)]

@@ -176,3 +176,42 @@ def test_wait_for_returns_value_or_explains(standin: SlackStandIn, client: WebCl
     with pytest.raises(AssertionError, match="chat.postMessage"):
         standin.wait_for(lambda: standin.messages_in("C2"), timeout=0.1)
     assert time.monotonic() - started < 1
+
+
+def test_method_tiers_refuse_the_call_past_a_minutes_allowance() -> None:
+    with SlackStandIn(users=[DANA], enforce_tiers=True) as s:
+        c = WebClient(token="xoxb-standin", base_url=s.base_url)
+        for _ in range(50):  # users.lookupByEmail is Tier 3: 50 a minute
+            c.users_lookupByEmail(email="dana@example.com")
+        with pytest.raises(SlackApiError) as err:
+            c.users_lookupByEmail(email="dana@example.com")
+        assert err.value.response.status_code == 429
+        assert err.value.response.headers["Retry-After"] == "2", "one call back in 60/50 s, rounded up"
+        assert c.users_info(user="U0MGR")["ok"], "each method has its own allowance"
+        assert [(r.method, r.reason) for r in s.rate_limited] == [("users.lookupByEmail", "tier")]
+    with SlackStandIn(users=[DANA]) as s:  # off by default
+        c = WebClient(token="xoxb-standin", base_url=s.base_url)
+        for _ in range(51):
+            c.users_lookupByEmail(email="dana@example.com")
+        assert s.rate_limited == []
+
+
+def test_random_429s_carry_retry_after_and_shut_only_that_channel_until_it_passes() -> None:
+    with SlackStandIn(random_429_rate=0.1, random_retry_after=(2, 3), seed=7) as s:
+        c = WebClient(token="xoxb-standin", base_url=s.base_url)
+        refused = {}
+        for i in range(200):
+            try:
+                c.chat_postMessage(channel=f"C{i:04d}", text="hello")
+            except SlackApiError as exc:
+                assert exc.response.status_code == 429 and exc.response["error"] == "ratelimited"
+                refused[f"C{i:04d}"] = int(exc.response.headers["Retry-After"])
+        assert 8 <= len(refused) <= 35, f"about 10% of 200, got {len(refused)}"
+        assert set(refused.values()) <= {2, 3}
+        assert len(s.messages) == 200 - len(refused), "a refused post is not posted"
+        channel = next(iter(refused))
+        with pytest.raises(SlackApiError) as err:
+            c.chat_postMessage(channel=channel, text="too soon")
+        assert err.value.response.status_code == 429
+        assert [r.reason for r in s.rate_limited if r.key == channel] == ["random", "early"]
+        assert s.calls[-1].status == 429

@@ -8,6 +8,8 @@ methods Rehearse uses the way Slack does (``{"ok": true, ...}``, HTTP 200 even f
 from __future__ import annotations
 
 import json
+import math
+import random
 import threading
 import time
 from collections.abc import Callable
@@ -17,6 +19,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 from zoneinfo import ZoneInfo
+
+from bot.slack.pacing import METHOD_TIERS, TIER_CALLS_PER_MINUTE
 
 _JSON_FIELDS = ("blocks", "metadata", "view", "files", "attachments")
 _Reply = tuple[int, dict[str, Any], dict[str, str]]  # status, body, extra headers
@@ -29,6 +33,22 @@ class Call:
     method: str
     params: dict[str, Any]
     at: float = field(default_factory=time.monotonic)
+    status: int = 0  # the HTTP status answered (429: rate limited)
+
+
+@dataclass
+class RateLimited:
+    """One 429 the stand-in served: what it limited (``key``: the channel for posts, else the method) and why.
+
+    ``reason``: ``"random"`` (the injected share), ``"channel"`` (over 1 post/s in a channel), ``"tier"`` (over the
+    method's tier) or ``"early"`` (called again before an earlier Retry-After had passed).
+    """
+
+    method: str
+    key: str
+    at: float
+    retry_after: int
+    reason: str
 
 
 class SlackApiFailure(Exception):
@@ -53,10 +73,25 @@ class SlackStandIn:
         users: list[dict] | None = None,
         team_id: str = "T0REHEARSE",
         enforce_channel_pacing: bool = False,
+        enforce_tiers: bool = False,
+        random_429_rate: float = 0.0,
+        random_retry_after: tuple[int, int] = (1, 3),
+        seed: int | None = None,
     ) -> None:
         self.bot_token = bot_token
         self.team_id = team_id
         self.enforce_channel_pacing = enforce_channel_pacing
+        # Slack's per-method tiers (bot/slack/pacing.py METHOD_TIERS), as a token bucket per method holding one
+        # minute's allowance, refilled evenly; a 429 names the seconds until the next token as Retry-After.
+        self.enforce_tiers = enforce_tiers
+        # A share of the calls that would otherwise succeed answer 429 with a Retry-After drawn from
+        # `random_retry_after` (inclusive); until it has passed, that channel (posts) or method is shut ("early").
+        self.random_429_rate = random_429_rate
+        self.random_retry_after = random_retry_after
+        self._random = random.Random(seed)
+        self.rate_limited: list[RateLimited] = []
+        self._tiers: dict[str, tuple[float, float]] = {}  # method -> (tokens, last refill)
+        self._shut_until: dict[str, float] = {}  # channel or method -> monotonic time its Retry-After ends
         self.calls: list[Call] = []
         self.messages: list[dict] = []
         self.views: dict[str, dict] = {}
@@ -163,7 +198,14 @@ class SlackStandIn:
     # ---------------------------------------------------------------- dispatch
     def _handle(self, method: str, params: dict[str, Any], token: str | None) -> _Reply:
         with self._lock:
-            self.calls.append(Call(method, params))
+            call = Call(method, params)
+            self.calls.append(call)
+            reply = self._answer(method, params, token)
+            call.status = reply[0]
+            return reply
+
+    def _answer(self, method: str, params: dict[str, Any], token: str | None) -> _Reply:
+        with self._lock:
             if not token:
                 return 200, {"ok": False, "error": "not_authed"}, {}
             if token != self.bot_token:
@@ -176,11 +218,50 @@ class SlackStandIn:
             if handler is None:
                 return 200, {"ok": False, "error": "unknown_method"}, {}
             try:
-                if method == "chat.postMessage" and self.enforce_channel_pacing and not self._pace(params):
-                    return 429, {"ok": False, "error": "ratelimited"}, {"Retry-After": "1"}
+                limited = self._rate_limit(method, params)
+                if limited is not None:
+                    return 429, {"ok": False, "error": "ratelimited"}, {"Retry-After": str(limited)}
                 return 200, {"ok": True, **handler(params)}, {}
             except SlackApiFailure as failure:
                 return 200, {"ok": False, "error": failure.error}, {}
+
+    def _rate_limit(self, method: str, params: dict[str, Any]) -> int | None:
+        """Retry-After seconds if this call is refused with a 429, else None (and the call's token is spent)."""
+        now = time.monotonic()
+        post = method == "chat.postMessage"
+        key = self._resolve_channel(params.get("channel")) if post else method
+        refused: tuple[int, str] | None = None
+        if self._shut_until.get(key, 0.0) > now:
+            refused = (math.ceil(self._shut_until[key] - now), "early")
+        elif post and self.enforce_channel_pacing and not self._pace(params):
+            refused = (1, "channel")
+        elif not post and self.enforce_tiers and method in METHOD_TIERS:
+            wait = self._tier_wait(method, now)
+            refused = (max(1, math.ceil(wait)), "tier") if wait else None
+        if refused is None and self.random_429_rate and self._random.random() < self.random_429_rate:
+            refused = (self._random.randint(*self.random_retry_after), "random")
+            self._shut_until[key] = now + refused[0]
+            if post and key in self._pacing:  # the post did not happen: give its channel token back
+                tokens, last = self._pacing[key]
+                self._pacing[key] = (tokens + 1.0, last)
+            elif not post and method in self._tiers:
+                tokens, last = self._tiers[method]
+                self._tiers[method] = (tokens + 1.0, last)
+        if refused is None:
+            return None
+        self.rate_limited.append(RateLimited(method, key, now, *refused))
+        return refused[0]
+
+    def _tier_wait(self, method: str, now: float) -> float:
+        """Seconds until the method's tier allows a call; 0 means allowed, and its token is taken."""
+        per_minute = TIER_CALLS_PER_MINUTE[METHOD_TIERS[method]]
+        tokens, last = self._tiers.get(method, (float(per_minute), now))
+        tokens = min(float(per_minute), tokens + (now - last) * per_minute / 60)
+        if tokens < 1.0:
+            self._tiers[method] = (tokens, now)
+            return (1.0 - tokens) * 60 / per_minute
+        self._tiers[method] = (tokens - 1.0, now)
+        return 0.0
 
     def _pace(self, params: dict[str, Any]) -> bool:
         """Token bucket per channel: bursts of 3, then 1 message per second."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import heapq
 import logging
 import threading
 import time
@@ -12,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 
-from bot.slack.pacing import ChannelPacer
+from bot.slack.pacing import ChannelPacer, MethodPacer
 from bot.telemetry import about_outbox_row
 from storage.db import Database
 from storage.installation import app_removed
@@ -48,6 +49,8 @@ class OutboxSender:
         lease: timedelta = timedelta(seconds=120),
         pacer: ChannelPacer | None = None,
         on_failed: Callable[[OutboxMessage, str], None] | None = None,
+        method_pacer: MethodPacer | None = None,
+        linger: timedelta = timedelta(0),
     ):
         self.db = db
         self.client = client
@@ -55,6 +58,12 @@ class OutboxSender:
         self.lease = lease
         self.pacer = pacer or ChannelPacer()
         self.on_failed = on_failed
+        # --- rate limits (fan-out benchmark): tier pacing per method, and `linger`: how far ahead a drain waits
+        # for rows it deferred itself (pacing, Retry-After) instead of leaving them to the next sweep.
+        self.method_pacer = method_pacer or MethodPacer()
+        self.linger = linger
+        self._deferred: list[datetime] = []  # a heap: when the rows this sender deferred come due
+        # --- end rate limits
         self._lock = threading.Lock()
         self._again = threading.Event()
 
@@ -78,16 +87,31 @@ class OutboxSender:
                 while batch := self._claim():
                     sent += sum(self._deliver(row) for row in batch)
                     self._again.clear()
+                self._linger()
         finally:
             self._lock.release()
         return sent
+
+    def _linger(self) -> None:
+        """If a row deferred by this drain comes due within `linger`, wait for it (a new commit wakes us sooner)."""
+        now = self.clock()
+        while self._deferred and self._deferred[0] <= now:
+            heapq.heappop(self._deferred)  # come due: the claims just made took those rows
+        soonest = min([*self._deferred[:1], *filter(None, [self.pacer.next_ready()])], default=None)
+        if soonest is None or self.linger <= timedelta(0):
+            return
+        wait = soonest - now
+        if wait <= self.linger:  # (+10 ms: waking a hair early would find nothing due and end the drain)
+            self._again.wait(max(wait.total_seconds(), 0.0) + 0.01)
+            self._again.set()
 
     def _claim(self) -> list[OutboxMessage]:
         with self.db.reading() as session:  # app uninstalled / bot token revoked: rows stay pending (security.md)
             if app_removed(session):
                 return []
         with self.db.session() as session:
-            return claim_due(session, now=self.clock(), lease=self.lease)
+            now = self.clock()
+            return claim_due(session, now=now, lease=self.lease, paced=self.pacer.paced(now))
 
     @about_outbox_row  # its outbox id and nudge id on the log lines
     def _deliver(self, row: OutboxMessage) -> bool:
@@ -133,6 +157,7 @@ class OutboxSender:
             headers = {k.lower(): v for k, v in (exc.response.headers or {}).items()}
             retry_after = int(headers.get("retry-after", 1))
             log.info("outbox %s: rate limited on %s, retrying in %ss", row.id, row.method, retry_after)
+            self.method_pacer.hold(row.method, self.clock() + timedelta(seconds=retry_after))  # tiered methods only
             return self._retry(row, self.clock() + timedelta(seconds=retry_after), error=error, attempt_used=False)
         if error in PERMANENT_ERRORS or row.attempts >= MAX_ATTEMPTS:
             log.error("outbox %s: %s to %s failed for good: %s", row.id, row.method, row.channel, error)
@@ -140,7 +165,11 @@ class OutboxSender:
         return self._retry(row, self.clock() + self._backoff(row), error=error)
 
     def _pace_until(self, row: OutboxMessage, now: datetime) -> datetime | None:
-        if row.method != POST or not row.channel:
+        """When the row may go (None: now). Tiered methods take their token here; posts spend theirs once sent."""
+        if row.method != POST:
+            wait = self.method_pacer.reserve(row.method, now)
+            return now + wait if wait else None
+        if not row.channel:
             return None
         wait = self.pacer.wait(row.channel, now)
         return now + wait if wait else None
@@ -150,6 +179,7 @@ class OutboxSender:
 
     def _retry(self, row: OutboxMessage, when: datetime, *, error: str | None = None,
                attempt_used: bool = True) -> bool:
+        heapq.heappush(self._deferred, when)
         with self.db.session() as session:
             settle(session, row, status=OutboxStatus.PENDING, next_attempt_at=when, error=error or row.error,
                    attempts=row.attempts if attempt_used else row.attempts - 1)
