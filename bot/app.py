@@ -29,11 +29,11 @@ from starlette.applications import Starlette
 from bot import handlers
 from bot.coach import Coach, utcnow
 from bot.config import CoachConfig, ConfigError, load_config, unknown_scenarios
-from bot.handlers.web import routes
+from bot.handlers.web import database_unavailable, routes
 from bot.nudges.approval import ask_managers_after_rep_first
 from bot.nudges.digest import post_digest
 from bot.nudges.expiry import expire_after_failed_delivery, expire_stale_nudges
-from bot.nudges.followups import send_due_followups
+from bot.nudges.followups import send_all_due_followups
 from bot.nudges.reminders import remind_managers
 from bot.nudges.retention import purge_old_text
 from bot.nudges.unmatched import rematch
@@ -43,7 +43,7 @@ from bot.practice.scenarios import load_scenarios
 from bot.settings import Settings
 from bot.slack.directory import SlackDirectory
 from bot.slack.installation import resume_if_slack_answers
-from bot.slack.sender import OutboxSender
+from bot.slack.sender import DATABASE_DOWN, OutboxSender
 from bot.telemetry import ContextThreadPool, MeteredWebClient, RequestIds, keep_secret, slack_request_ids
 from storage import queries
 from storage.db import Database
@@ -130,7 +130,7 @@ class Rehearse:
         rematch(self.coach)
         chase_approvals(self.coach, now=now)
         purge_old_text(self.coach, now=now)  # coach.yaml `retention`
-        count = send_due_followups(self.coach, now=now)
+        count = send_all_due_followups(self.coach, now=now)
         self.sender.drain()
         return count
 
@@ -213,15 +213,17 @@ def create_app(
     bolt.use(slack_request_ids)  # Slack's ids (event, action, command) on the request's log lines
     web = Starlette(routes=routes(bolt=bolt, coach=coach, webhook_secret=settings.webhook_secret,
                                   slack_http=not settings.socket_mode),
-                    lifespan=partial(_http_threads, settings.http_threads))
+                    lifespan=partial(_http_threads, settings.http_threads),
+                    exception_handlers=dict.fromkeys(DATABASE_DOWN, database_unavailable))
     web.add_middleware(RequestIds)  # X-Request-Id in, out, and on every log line of the request
     sender = OutboxSender(db, slack_client(settings, wait_on_rate_limit=False),
+                          lease=timedelta(seconds=settings.outbox_lease_seconds),
                           on_failed=partial(expire_after_failed_delivery, coach),
                           linger=timedelta(seconds=settings.outbox_sweep_seconds))  # paced rows: no sweep wait
     scheduler = BackgroundScheduler(timezone=UTC)
     scheduler.add_job(sender.drain, "interval", seconds=settings.outbox_sweep_seconds, id="outbox",
                       max_instances=1, coalesce=True)
-    scheduler.add_job(lambda: send_due_followups(coach, now=coach.clock()), "interval",
+    scheduler.add_job(lambda: send_all_due_followups(coach, now=coach.clock()), "interval",
                       seconds=settings.followup_sweep_seconds, id="followups", max_instances=1, coalesce=True)
     scheduler.add_job(lambda: chase_approvals(coach, now=coach.clock()), "interval", minutes=5, id="approvals",
                       max_instances=1, coalesce=True)

@@ -26,6 +26,7 @@ class Settings(BaseSettings):
     http_threads: int = Field(default=100, ge=4, le=1000, alias="REHEARSE_HTTP_THREADS")
     practice_workers: int = Field(default=32, ge=1, le=512, alias="REHEARSE_PRACTICE_WORKERS")
     outbox_sweep_seconds: float = Field(default=2.0, gt=0, alias="REHEARSE_OUTBOX_SWEEP_SECONDS")
+    outbox_lease_seconds: float = Field(default=120.0, ge=1, alias="REHEARSE_OUTBOX_LEASE_SECONDS")
     followup_sweep_seconds: float = Field(default=60.0, gt=0, alias="REHEARSE_FOLLOWUP_SWEEP_SECONDS")
 
     @property

@@ -398,6 +398,15 @@ class SlackStandIn:
         newest_first = [self._as_slack(m, with_metadata=with_meta) for m in reversed(top)]
         return {"messages": newest_first[:limit], "has_more": len(newest_first) > limit}
 
+    def _api_conversations_replies(self, p: dict) -> dict:
+        channel = self._resolve_channel(p.get("channel"))
+        with_meta = _truthy(p.get("include_all_metadata"))
+        thread = [m for m in self.messages if m["channel"] == channel and not m["ephemeral"]
+                  and p.get("ts") in (m["ts"], m["thread_ts"])]
+        limit = int(p.get("limit") or 100)
+        return {"messages": [self._as_slack(m, with_metadata=with_meta) for m in thread[:limit]],
+                "has_more": len(thread) > limit}
+
     def _api_users_lookupByEmail(self, p: dict) -> dict:
         email = str(p.get("email") or "").lower()
         for uid, u in self._users.items():

@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 
 MAX_BODY = 1024 * 1024  # 1 MiB
 MAX_SKEW_S = 300
+RETRY_AFTER_S = 30  # what a caller is told to wait while the database is unreachable
 
 
 def signature_problem(secret: str, timestamp: str | None, signature: str | None, body: bytes,
@@ -41,6 +42,14 @@ def signature_problem(secret: str, timestamp: str | None, signature: str | None,
     if not hmac.compare_digest(expected.encode(), signature.encode("utf-8", "surrogatepass")):
         return "X-Rehearse-Signature does not match: v1=<hex HMAC-SHA256 of '{timestamp}.{raw body}'>"
     return None
+
+
+async def database_unavailable(request: Request, exc: Exception) -> Response:
+    """The database is unreachable (or locked past its wait): tell the caller to come back, nothing was stored."""
+    log.error("%s %s: database unavailable: %s", request.method, request.url.path,
+              type(getattr(exc, "orig", None) or exc).__name__)
+    return JSONResponse({"error": f"the database is unavailable; nothing was stored, retry in {RETRY_AFTER_S} s"},
+                        status_code=503, headers={"Retry-After": str(RETRY_AFTER_S)})
 
 
 def _error(status: int, message: str, problems: list[dict] | None = None) -> JSONResponse:

@@ -95,6 +95,17 @@ def after_followup_drill(session: Session, coach: Coach, *, followup: FollowUp, 
     queries.audit(session, at=now, actor="rehearse", action="redrill_scheduled", subject=f"nudge:{nudge.id}")
 
 
+def send_all_due_followups(coach: Coach, *, now: datetime, batch: int = 100) -> int:
+    """Dispatch every follow-up due at `now`, `batch` per transaction (so a crash loses at most one batch's work,
+    which the next run does again: nothing is marked sent without its DM committed beside it)."""
+    total = 0
+    while sent := send_due_followups(coach, now=now, limit=batch):
+        total += sent
+        if sent < batch:
+            break
+    return total
+
+
 @scoped  # each follow-up binds its nudge in turn
 def send_due_followups(coach: Coach, *, now: datetime, limit: int = 100) -> int:
     """DM a retention drill for each follow-up due at `now`; each row is claimed once.

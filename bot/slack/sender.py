@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import heapq
 import logging
+import random
 import threading
 import time
 from collections.abc import Callable
@@ -12,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from bot.slack.pacing import ChannelPacer, MethodPacer
 from bot.telemetry import about_outbox_row
@@ -31,6 +33,17 @@ PERMANENT_ERRORS = {
 }
 MAX_ATTEMPTS = 8
 UPLOAD = "files_upload_v2"  # an outbox row holding a file (base64) for WebClient.files_upload_v2
+# Every post carries its outbox id as message metadata, so a post that may have reached Slack before the sender
+# died (or before a 5xx or a timeout) is looked for in the channel before it is sent again.
+METADATA_TYPE = "rehearse_outbox"
+DATABASE_DOWN = (OperationalError, InterfaceError)
+
+
+def retry_delay(attempts: int, rng: random.Random | None = None) -> timedelta:
+    """Exponential backoff with jitter after a failed attempt: 1, 2, 4 ... 300 s, each between half and all of it,
+    so rows that failed together (a Slack outage) do not all come back in the same second."""
+    ceiling = min(300.0, 2.0 ** max(attempts - 1, 0))
+    return timedelta(seconds=ceiling * (0.5 + 0.5 * (rng or random).random()))
 
 
 def _utcnow() -> datetime:
@@ -66,6 +79,7 @@ class OutboxSender:
         # --- end rate limits
         self._lock = threading.Lock()
         self._again = threading.Event()
+        self._database_down = False
 
     @property
     def busy(self) -> bool:
@@ -88,6 +102,16 @@ class OutboxSender:
                     sent += sum(self._deliver(row) for row in batch)
                     self._again.clear()
                 self._linger()
+            if self._database_down:
+                self._database_down = False
+                log.warning("outbox: the database is back; sending resumed")
+        except DATABASE_DOWN as exc:
+            # Paused until the next sweep. A row claimed before the outage keeps its lease; once the lease lapses it
+            # is claimed again and looked for in Slack before being sent again.
+            if not self._database_down:
+                self._database_down = True
+                log.error("outbox: the database is unreachable; sending paused until it is back (%s)",
+                          type(exc.orig).__name__ if getattr(exc, "orig", None) else type(exc).__name__)
         finally:
             self._lock.release()
         return sent
@@ -134,6 +158,11 @@ class OutboxSender:
         if anchor is not None and row.method != UPLOAD:
             payload["channel"] = anchor.sent_channel
             payload["thread_ts" if row.method == POST else "ts"] = anchor.ts
+        if row.method == POST:
+            payload["metadata"] = {"event_type": METADATA_TYPE, "event_payload": {"outbox_id": row.id}}
+            if row.attempts > 1 and (posted := self._find_posted(row, payload)) is not None:
+                log.warning("outbox %s: already in Slack from an earlier attempt; not posting it again", row.id)
+                return self._finish(row, channel=posted[0], ts=posted[1])
         try:
             if row.method == UPLOAD:  # a file (the digest chart): three Web API calls, made by slack_sdk
                 response = self.client.files_upload_v2(
@@ -150,6 +179,32 @@ class OutboxSender:
             self.pacer.spend(row.channel, self.clock())
         return self._finish(row, ts=response.get("ts") or response.get("message_ts"),
                             channel=response.get("channel") or payload.get("channel"))
+
+    def _find_posted(self, row: OutboxMessage, payload: dict) -> tuple[str, str] | None:
+        """(channel, ts) of this row's post if an earlier attempt reached Slack, found by its metadata.
+
+        None when it is not there or cannot be checked (no history scope for the channel, an error): then the
+        post is sent, and at worst the one message that was in flight appears twice.
+        """
+        channel = payload["channel"]
+        try:
+            if channel.startswith(("U", "W")):  # a DM addressed to the person: history needs the conversation id
+                channel = self.client.conversations_open(users=channel)["channel"]["id"]
+            window = {"channel": channel, "include_all_metadata": True, "limit": 200,
+                      "oldest": f"{row.created_at.replace(tzinfo=UTC).timestamp() - 300:.6f}"}
+            if payload.get("thread_ts"):
+                messages = self.client.conversations_replies(ts=payload["thread_ts"], **window)["messages"]
+            else:
+                messages = self.client.conversations_history(**window)["messages"]
+        except (SlackApiError, SlackClientError, OSError) as exc:
+            log.info("outbox %s: cannot check %s for an earlier attempt (%s); posting", row.id, channel, exc)
+            return None
+        for message in messages:
+            metadata = message.get("metadata") or {}
+            if (metadata.get("event_type") == METADATA_TYPE
+                    and (metadata.get("event_payload") or {}).get("outbox_id") == row.id):
+                return channel, message["ts"]
+        return None
 
     def _failed_call(self, row: OutboxMessage, exc: SlackApiError) -> bool:
         error = exc.response.get("error", "unknown_error")
@@ -175,7 +230,7 @@ class OutboxSender:
         return now + wait if wait else None
 
     def _backoff(self, row: OutboxMessage) -> timedelta:
-        return timedelta(seconds=min(300, 2 ** max(row.attempts - 1, 0)))
+        return retry_delay(row.attempts)
 
     def _retry(self, row: OutboxMessage, when: datetime, *, error: str | None = None,
                attempt_used: bool = True) -> bool:
