@@ -16,7 +16,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from bot.coach import Coach
-from bot.nudges.adapters import PayloadError, parse_body
+from bot.nudges.adapters import PayloadError, parse_body, unstorable_text
 from bot.nudges.intake import ingest_calls
 
 log = logging.getLogger(__name__)
@@ -75,7 +75,13 @@ def routes(*, bolt: App, coach: Coach, webhook_secret: str | None, slack_http: b
         body = await _read_limited(request)  # Slack's payloads are a few KB: a bigger body never reaches Bolt
         if body is None:
             return _error(413, f"body is over {MAX_BODY} bytes; Slack never sends that much")
-        bolt_response = await run_in_threadpool(bolt.dispatch, to_bolt_request(request, body))
+        try:
+            bolt_request = to_bolt_request(request, body)
+        except (TypeError, ValueError, AttributeError, KeyError, IndexError):
+            # Bolt reads the payload (before checking its signature) assuming Slack's shapes: odd ones are refused
+            log.warning("refused a request to /slack/events: its payload is not shaped as Slack's are")
+            return _error(400, "not a Slack payload: Bolt cannot read it")
+        bolt_response = await run_in_threadpool(bolt.dispatch, bolt_request)
         return to_starlette_response(bolt_response)
 
     async def scored_calls(request: Request) -> Response:
@@ -94,7 +100,11 @@ def routes(*, bolt: App, coach: Coach, webhook_secret: str | None, slack_http: b
             return _error(400, f"body is not valid JSON: {exc}")
         except RecursionError:
             return _error(400, "body is nested too deeply to be a scored call")
+        except ValueError:  # Python reads no integer of more than 4,300 digits
+            return _error(400, "body is not valid JSON: a number has too many digits")
         try:
+            if b"\\u" in body and (unstorable := unstorable_text(data)):
+                raise PayloadError(unstorable)
             calls = parse_body(data, gong=coach.config.gong)
         except PayloadError as exc:
             problems = [{"field": field, "message": message} for field, message in exc.problems]

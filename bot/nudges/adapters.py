@@ -44,14 +44,14 @@ class PayloadError(Exception):
 
 
 class Evidence(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    model_config = ConfigDict(extra="ignore", frozen=True, allow_inf_nan=False)
     quote: str = Field(min_length=1, max_length=2000)
     at_s: float | None = Field(default=None, ge=0)
     speaker: str | None = None
 
 
 class CriterionScore(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    model_config = ConfigDict(extra="ignore", frozen=True, allow_inf_nan=False)
     criterion: str = Field(min_length=1, max_length=64)
     score: float
     max: float = Field(default=100, gt=0)
@@ -69,7 +69,7 @@ class CriterionScore(BaseModel):
 
 
 class TranscriptTurn(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    model_config = ConfigDict(extra="ignore", frozen=True, allow_inf_nan=False)
     speaker: str
     start_s: float = Field(ge=0)
     end_s: float = Field(ge=0)
@@ -79,12 +79,12 @@ class TranscriptTurn(BaseModel):
 class ScoredCall(BaseModel):
     """A call scored by a conversation-intelligence tool (the generic v1 format)."""
 
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    model_config = ConfigDict(extra="ignore", frozen=True, allow_inf_nan=False)
     call_id: str = Field(min_length=1, max_length=128)
     source: str = Field(default="generic", min_length=1, max_length=32)
     rep: str = Field(min_length=1, max_length=254)
     started_at: datetime
-    duration_s: int | None = Field(default=None, ge=0)
+    duration_s: int | None = Field(default=None, ge=0, le=2**31 - 1)  # the column is a 32-bit integer
     title: str | None = None
     call_type: str | None = None
     recording_url: str | None = None
@@ -97,7 +97,10 @@ class ScoredCall(BaseModel):
     def _aware(cls, value: datetime) -> datetime:
         if value.tzinfo is None:
             raise ValueError("needs a time zone, e.g. 2026-11-20T15:04:05Z")
-        return value.astimezone(UTC)
+        try:
+            return value.astimezone(UTC)
+        except OverflowError:  # 0001-01-01T00:00+05:00 or 9999-12-31T23:59-05:00
+            raise ValueError("is out of range once converted to UTC") from None
 
     @field_validator("scores")
     @classmethod
@@ -114,6 +117,38 @@ class ScoredCall(BaseModel):
     def _rep(cls, value: str) -> str:
         value = value.strip()
         return value.lower() if "@" in value else value
+
+
+def _unstorable(text: str) -> str | None:
+    if "\x00" in text:
+        return "contains a NUL character (\\u0000), which cannot be stored; remove it"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return f"contains {ascii(text[exc.start])}, half of a UTF-16 surrogate pair; send valid Unicode"
+    return None
+
+
+def unstorable_text(data: Any, prefix: str = "") -> list[tuple[str, str]]:
+    """(path, message) for every string, key or value, that no database stores: a NUL character, or half of a
+    surrogate pair (JSON's `\\ud83d` without its partner). Only `\\u` escapes produce them, so callers check
+    bodies whose raw text has one."""
+    problems: list[tuple[str, str]] = []
+    stack: list[tuple[Any, str]] = [(data, prefix)]
+    while stack:
+        value, path = stack.pop()
+        if isinstance(value, str):
+            if why := _unstorable(value):
+                problems.append((path or "(body)", why))
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                if why := _unstorable(key):
+                    problems.append((path or "(body)", f"the key {ascii(key)} {why}"))
+                else:
+                    stack.append((item, f"{path}.{key}" if path else key))
+        elif isinstance(value, list):
+            stack.extend((item, f"{path}[{i}]") for i, item in enumerate(value))
+    return sorted(problems)
 
 
 def _validate(item: Any, prefix: str) -> ScoredCall:
@@ -139,6 +174,18 @@ def _number(value: Any) -> float | None:
     return float(value) if math.isfinite(value) else None
 
 
+# The parts of `callData` read here and the JSON type each must have; ScoredCall fields → where Gong puts them.
+GONG_SHAPES = (("metaData", "an object", dict), ("parties", "an array", list), ("interaction", "an object", dict),
+               ("content", "an object", dict))
+GONG_FIELDS = {"call_id": "metaData.id", "started_at": "metaData.started", "duration_s": "metaData.duration",
+               "title": "metaData.title", "call_type": "metaData.purpose", "recording_url": "metaData.url",
+               "rep": "parties.emailAddress"}
+
+
+def _list(value: Any) -> list:
+    return value if isinstance(value, list) else []
+
+
 def from_gong(body: dict[str, Any]) -> ScoredCall:
     """A Gong automation-rule webhook body (`callData` in the calls/extensive shape).
 
@@ -148,15 +195,20 @@ def from_gong(body: dict[str, Any]) -> ScoredCall:
     data = body.get("callData")
     if not isinstance(data, dict):
         raise PayloadError([("callData", "expected an object")])
+    wrong = [(f"callData.{key}", f"expected {kind}") for key, kind, shape in GONG_SHAPES
+             if data.get(key) is not None and not isinstance(data[key], shape)]
+    if wrong:
+        raise PayloadError(wrong)
     meta = data.get("metaData") or {}
-    parties = data.get("parties") or []
+    parties = [p for p in data.get("parties") or [] if isinstance(p, dict)]
     primary = meta.get("primaryUserId")
     rep = next(
         (p.get("emailAddress") for p in parties if primary and p.get("userId") == primary),
         None,
     ) or next((p.get("emailAddress") for p in parties if p.get("affiliation") == "Internal"), None)
     interaction = data.get("interaction") or {}
-    stats = {s.get("name"): s.get("value") for s in interaction.get("interactionStats") or [] if isinstance(s, dict)}
+    stats = {s.get("name"): s.get("value") for s in _list(interaction.get("interactionStats")) if isinstance(s, dict)
+             and isinstance(s.get("name"), str)}
     metrics: dict[str, float] = {}
     ratio = _number(stats.get("Talk Ratio"))
     if ratio is not None:
@@ -164,10 +216,10 @@ def from_gong(body: dict[str, Any]) -> ScoredCall:
     for name, key in GONG_STATS.items():
         if (value := _number(stats.get(name))) is not None:
             metrics[key] = value
-    questions = interaction.get("questions") or {}
-    if (asked := _number(questions.get("companyCount"))) is not None:
+    questions = interaction.get("questions")
+    if isinstance(questions, dict) and (asked := _number(questions.get("companyCount"))) is not None:
         metrics["questions"] = asked
-    for tracker in (data.get("content") or {}).get("trackers") or []:
+    for tracker in _list((data.get("content") or {}).get("trackers")):
         if not isinstance(tracker, dict) or not isinstance(tracker.get("name"), str) or not tracker["name"].strip():
             continue
         count = _number(tracker.get("count"))
@@ -189,7 +241,11 @@ def from_gong(body: dict[str, Any]) -> ScoredCall:
         if ("callData.parties", "required") in missing:
             missing[-1] = ("callData.parties", "no Internal party (or primaryUserId) with an emailAddress")
         raise PayloadError(missing)
-    return _validate({k: v for k, v in item.items() if v is not None}, "callData")
+    try:
+        return ScoredCall.model_validate({k: v for k, v in item.items() if v is not None})
+    except ValidationError as exc:  # named as Gong names them, so the sender finds the field
+        raise PayloadError([(f"callData.{GONG_FIELDS.get(error['loc'][0], error['loc'][0])}", message)
+                            for error, (_, message) in zip(exc.errors(), problems_of(exc), strict=True)]) from None
 
 
 # --- Gong answered scorecards ------------------------------------------------------------------------------------
