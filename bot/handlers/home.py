@@ -28,23 +28,26 @@ def turn_page(ack, body, coach: Coach) -> None:
     home.publish_home(coach, user_id=body["user"]["id"], page=int(body["actions"][0]["value"]))
 
 
-def app_removed(body, event, coach: Coach) -> None:
-    """The outbox holds its rows from now on (see `bot/slack/installation.py`)."""
-    installation.note_removal(coach.db, team_id=body.get("team_id") or "workspace", event=event, now=coach.clock())
-
-
-def slack_is_back(body, client, context, next) -> None:  # noqa: A002 - Bolt injects `next` by name
-    """Any other signed request from Slack while the app is marked removed: check (off the ack path) that Slack
-    answers our token again, and if so let the outbox send."""
-    coach: Coach = context["coach"]
-    event = body.get("event") if isinstance(body, dict) else None
-    if not (isinstance(event, dict) and event.get("type") in installation.REMOVAL_EVENTS) \
-            and installation.is_removed(coach.db):
-        coach.run_later(lambda: installation.resume_if_slack_answers(coach.db, client, now=coach.clock()))
-    next()
-
-
 def register(app: App) -> None:
+    watch = installation.RemovalWatch()
+
+    def app_removed(body, event, coach: Coach) -> None:
+        """The outbox holds its rows from now on (see `bot/slack/installation.py`)."""
+        installation.note_removal(coach.db, team_id=body.get("team_id") or "workspace", event=event,
+                                  now=coach.clock())
+        watch.changed()
+
+    def slack_is_back(body, client, context, next) -> None:  # noqa: A002 - Bolt injects `next` by name
+        """Any other signed request from Slack while the app is marked removed: check (off the ack path) that Slack
+        answers our token again, and if so let the outbox send."""
+        coach: Coach = context["coach"]
+        event = body.get("event") if isinstance(body, dict) else None
+        removal = isinstance(event, dict) and event.get("type") in installation.REMOVAL_EVENTS
+        if not removal and watch.time_to_ask_slack(coach.db):
+            coach.run_later(lambda: installation.resume_if_slack_answers(coach.db, client, now=coach.clock())
+                            and watch.changed())
+        next()
+
     app.use(slack_is_back)
     app.event("app_home_opened")(home_opened)
     app.action(ids.HOME_START)(start_from_home)

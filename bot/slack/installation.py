@@ -8,6 +8,8 @@ Slack arrives again after the reinstall.
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from datetime import datetime
 
 from slack_sdk import WebClient
@@ -45,6 +47,33 @@ def note_removal(db: Database, *, team_id: str, event: dict, now: datetime) -> b
 def is_removed(db: Database) -> bool:
     with db.reading() as session:
         return app_removed(session)
+
+
+class RemovalWatch:
+    """The removed flag as one process sees it. The middleware asks on every request from Slack, so the database is
+    read at most once per `ttl` seconds, and while removed Slack is asked (`auth.test`) at most once per `ttl`."""
+
+    def __init__(self, ttl: float = 5.0):
+        self.ttl = ttl
+        self._lock = threading.Lock()
+        self._removed = False
+        self._read_until = 0.0
+        self._asked_until = 0.0
+
+    def time_to_ask_slack(self, db: Database) -> bool:
+        now = time.monotonic()
+        with self._lock:
+            if now >= self._read_until:
+                self._removed, self._read_until = is_removed(db), now + self.ttl
+            if not self._removed or now < self._asked_until:
+                return False
+            self._asked_until = now + self.ttl
+            return True
+
+    def changed(self) -> None:
+        """Removed or back: read the database again on the next request."""
+        with self._lock:
+            self._read_until = self._asked_until = 0.0
 
 
 def resume_if_slack_answers(db: Database, client: WebClient, *, now: datetime) -> bool:
