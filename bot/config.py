@@ -301,6 +301,8 @@ def read_yaml(path: str | Path) -> object:
         data = yaml.safe_load(text)
     except RecursionError:
         raise ConfigError([f"{path}: nested too deeply to be a configuration"]) from None
+    except ValueError as exc:  # a date YAML cannot build, e.g. 2026-02-30 or year 0
+        raise ConfigError([f"{path}: not valid YAML: a date or time is out of range ({exc})"]) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

@@ -670,3 +670,13 @@ def test_a_coach_yaml_that_is_not_utf8_is_a_config_error(tmp_path):
     path.write_bytes(b"teams: \x80\xff")
     with pytest.raises(ConfigError, match="not UTF-8"):
         load_config(path)
+
+
+@pytest.mark.parametrize("text", ["founded: 0000-0-0T0:00:00", "holiday: 2026-02-30"])
+def test_a_date_yaml_cannot_build_is_a_config_error(tmp_path, text):
+    path = tmp_path / "coach.yaml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError, match="out of range"):
+        load_config(path)
+    result = CliRunner().invoke(cli, ["config", "check", str(path)])
+    assert result.exit_code == 1 and "out of range" in result.output and "Traceback" not in result.output
