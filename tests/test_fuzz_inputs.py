@@ -350,7 +350,7 @@ def events(users: st.SearchStrategy, kinds: st.SearchStrategy) -> st.SearchStrat
         optional={"authorizations": json_values})
 
 
-@pytest.mark.parametrize("examples", profiles(150))
+@pytest.mark.parametrize("examples", profiles(120))
 def test_slack_events_with_odd_contents_are_acked_and_change_nothing_of_a_stranger(slack, examples):
     h, _ = slack
 
@@ -439,7 +439,7 @@ def submissions(nudge_id: int, users: st.SearchStrategy) -> st.SearchStrategy:
          "view": view, "response_urls": st.just([])})
 
 
-@pytest.mark.parametrize("examples", profiles(150))
+@pytest.mark.parametrize("examples", profiles(120))
 def test_strangers_clicks_and_submissions_are_acked_and_change_nothing(slack, caplog, examples):
     h, approval = slack
     nudge_id = first_nudge_id(h)
@@ -519,7 +519,7 @@ def ephemeral_text(r: httpx.Response) -> str:
     return text
 
 
-@pytest.mark.parametrize("examples", profiles(200))
+@pytest.mark.parametrize("examples", profiles(150))
 def test_slash_command_text_gets_an_ephemeral_answer(slack, examples):
     h, _ = slack
 
@@ -600,7 +600,7 @@ def test_mutated_valid_config_is_accepted_or_names_the_mutated_path(examples):
     run()
 
 
-@pytest.mark.parametrize("examples", profiles(120))
+@pytest.mark.parametrize("examples", profiles(80))
 def test_config_check_explains_mutated_configs_without_a_traceback(tmp_path, examples):
     path = tmp_path / "coach.yaml"
     runner = CliRunner()
