@@ -41,9 +41,9 @@ ROOT = Path(__file__).resolve().parents[1]
 QUICK = 30  # examples per property in the default suite
 
 
-def profiles(long: int) -> list:
+def profiles(long: int, quick: int = QUICK) -> list:
     """The quick profile for the default suite and the long one for `pytest -m slow`."""
-    return [pytest.param(QUICK, id="quick"), pytest.param(long, id="long", marks=pytest.mark.slow)]
+    return [pytest.param(quick, id="quick"), pytest.param(long, id="long", marks=pytest.mark.slow)]
 
 
 def fuzz(examples: int) -> settings:
@@ -600,7 +600,7 @@ def test_mutated_valid_config_is_accepted_or_names_the_mutated_path(examples):
     run()
 
 
-@pytest.mark.parametrize("examples", profiles(80))
+@pytest.mark.parametrize("examples", profiles(80, quick=10))
 def test_config_check_explains_mutated_configs_without_a_traceback(tmp_path, examples):
     path = tmp_path / "coach.yaml"
     runner = CliRunner()
