@@ -3,25 +3,28 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
 from sqlmodel import Session
 
 log = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).parent / "migrations"
+WRITE_WAIT_S = 30  # on SQLite, the longest a writer waits for its turn in this process, and then for the file's lock
 
 
 def make_engine(url: str) -> Engine:
     """An engine tuned for the backend: WAL and immediate transactions on SQLite."""
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": WRITE_WAIT_S})
 
         @event.listens_for(engine, "connect")
         def _on_connect(dbapi_conn, _record):  # noqa: ANN001
@@ -30,7 +33,7 @@ def make_engine(url: str) -> Engine:
             if ":memory:" not in url and url not in ("sqlite://", "sqlite:///"):
                 cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA foreign_keys=ON")
-            cur.execute("PRAGMA busy_timeout=30000")
+            cur.execute(f"PRAGMA busy_timeout={WRITE_WAIT_S * 1000}")
             cur.close()
 
         @event.listens_for(engine, "begin")
@@ -52,7 +55,7 @@ class Database:
         self._on_outbox_commit: list[Callable[[], None]] = []
         # SQLite has one writer at a time. Writers of this process queue here rather than in SQLite's busy
         # handler, which sleeps (up to 100 ms a try) and leaves the lock idle while they sleep.
-        self._writers = threading.RLock() if url.startswith("sqlite") else nullcontext()
+        self._writers = threading.RLock() if url.startswith("sqlite") else None
 
     @property
     def is_postgres(self) -> bool:
@@ -65,7 +68,7 @@ class Database:
     @contextmanager
     def session(self) -> Iterator[Session]:
         """A unit of work: commits on success, rolls back on error."""
-        with self._writers, Session(self.engine, expire_on_commit=False) as session:
+        with self._writer_turn(), Session(self.engine, expire_on_commit=False) as session:
             try:
                 yield session
                 session.commit()
@@ -76,6 +79,21 @@ class Database:
         if woken:
             for callback in self._on_outbox_commit:
                 callback()
+
+    @contextmanager
+    def _writer_turn(self) -> Iterator[None]:
+        """On SQLite, this process's writers one at a time; a writer that waits longer than WRITE_WAIT_S fails as if
+        SQLite were locked (another process holding the lock must not queue this process's writers forever)."""
+        if self._writers is None:
+            yield
+            return
+        if not self._writers.acquire(timeout=WRITE_WAIT_S):
+            waited = sqlite3.OperationalError(f"database is locked: no turn to write within {WRITE_WAIT_S} s")
+            raise OperationalError("BEGIN IMMEDIATE", None, waited)
+        try:
+            yield
+        finally:
+            self._writers.release()
 
     @contextmanager
     def reading(self) -> Iterator[Session]:

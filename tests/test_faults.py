@@ -103,6 +103,26 @@ def test_a_post_that_never_arrived_is_sent_after_the_lease(db, standin, database
     assert standin.calls_to("conversations.history"), "it looked before posting again"
 
 
+def test_a_rate_limited_check_waits_and_checks_again_rather_than_posting_blind(db, standin, database_url):
+    row_id = _dm(db, REP, "Your drill is ready")
+    with db.session() as session:  # posted by a sender that died before recording it
+        claim_due(session, now=datetime.now(UTC), lease=timedelta(seconds=30))
+    WebClient(token=standin.bot_token, base_url=standin.base_url).chat_postMessage(
+        channel=REP, text="Your drill is ready",
+        metadata={"event_type": METADATA_TYPE, "event_payload": {"outbox_id": row_id}})
+    standin.fail_next("conversations.history", status=429, retry_after=20)
+    settings = make_settings(database_url, standin)
+    after_lease = datetime.now(UTC) + timedelta(seconds=31)
+    OutboxSender(db, slack_client(settings, wait_on_rate_limit=False), clock=lambda: after_lease).drain()
+    with db.session() as session:
+        row = session.get(OutboxMessage, row_id)
+    assert row.status == OutboxStatus.PENDING and row.next_attempt_at.replace(tzinfo=UTC) >= after_lease + \
+        timedelta(seconds=19), "waits out Retry-After"
+    OutboxSender(db, slack_client(settings, wait_on_rate_limit=False),
+                 clock=lambda: after_lease + timedelta(seconds=21)).drain()
+    assert len(standin.messages_in(REP)) == 1, "found on the second look, never posted twice"
+
+
 def test_slack_5xx_is_retried_with_jittered_backoff_then_delivered_once(db, standin, database_url):
     standin.fail_next("chat.postMessage", status=503, times=4)  # the client's own 2 retries, then the sender's
     row_id = _dm(db, REP, "Your drill is ready")
@@ -321,7 +341,9 @@ def test_database_unreachable_for_30_seconds_webhook_says_503_and_everything_rec
         app_url, outage = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False), proxy
     else:
         proxy, app_url, outage = None, database_url, SqliteLockOutage(database_url)
-    app = create_app(make_settings(app_url, standin), config=parse_config(TEST_CONFIG))
+    # If the outage begins while the sender is recording an attempt, that row keeps its claim until the lease ends.
+    settings = make_settings(app_url, standin).model_copy(update={"outbox_lease_seconds": 10})
+    app = create_app(settings, config=parse_config(TEST_CONFIG))
     app.start()
     server = BackgroundServer(app).__enter__()
     http = httpx.Client(timeout=60)

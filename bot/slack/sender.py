@@ -102,9 +102,6 @@ class OutboxSender:
                     sent += sum(self._deliver(row) for row in batch)
                     self._again.clear()
                 self._linger()
-            if self._database_down:
-                self._database_down = False
-                log.warning("outbox: the database is back; sending resumed")
         except DATABASE_DOWN as exc:
             # Paused until the next sweep. A row claimed before the outage keeps its lease; once the lease lapses it
             # is claimed again and looked for in Slack before being sent again.
@@ -135,7 +132,11 @@ class OutboxSender:
                 return []
         with self.db.session() as session:
             now = self.clock()
-            return claim_due(session, now=now, lease=self.lease, paced=self.pacer.paced(now))
+            claimed = claim_due(session, now=now, lease=self.lease, paced=self.pacer.paced(now))
+        if self._database_down:
+            self._database_down = False
+            log.warning("outbox: the database is back; sending resumed")
+        return claimed
 
     @about_outbox_row  # its outbox id and nudge id on the log lines
     def _deliver(self, row: OutboxMessage) -> bool:
@@ -160,7 +161,11 @@ class OutboxSender:
             payload["thread_ts" if row.method == POST else "ts"] = anchor.ts
         if row.method == POST:
             payload["metadata"] = {"event_type": METADATA_TYPE, "event_payload": {"outbox_id": row.id}}
-            if row.attempts > 1 and (posted := self._find_posted(row, payload)) is not None:
+            try:
+                posted = self._find_posted(row, payload) if row.attempts > 1 else None
+            except SlackApiError as exc:  # rate limited while checking: check again after Retry-After
+                return self._failed_call(row, exc)
+            if posted is not None:
                 log.warning("outbox %s: already in Slack from an earlier attempt; not posting it again", row.id)
                 return self._finish(row, channel=posted[0], ts=posted[1])
         try:
@@ -184,7 +189,8 @@ class OutboxSender:
         """(channel, ts) of this row's post if an earlier attempt reached Slack, found by its metadata.
 
         None when it is not there or cannot be checked (no history scope for the channel, an error): then the
-        post is sent, and at worst the one message that was in flight appears twice.
+        post is sent, and at worst the one message that was in flight appears twice. A 429 is raised, so the row
+        waits out Retry-After and is checked again.
         """
         channel = payload["channel"]
         try:
@@ -197,6 +203,8 @@ class OutboxSender:
             else:
                 messages = self.client.conversations_history(**window)["messages"]
         except (SlackApiError, SlackClientError, OSError) as exc:
+            if isinstance(exc, SlackApiError) and exc.response.status_code == 429:
+                raise
             log.info("outbox %s: cannot check %s for an earlier attempt (%s); posting", row.id, channel, exc)
             return None
         for message in messages:
