@@ -35,6 +35,7 @@ from bot.demo.slack_standin import SlackStandIn
 from bot.slack import ids
 from bot.slack.sender import METADATA_TYPE, OutboxSender, retry_delay
 from storage.db import Database
+from storage.installation import app_removed, record_back
 from storage.models import FollowUp, Nudge, NudgeState, OutboxMessage, OutboxStatus, Rep
 from storage.outbox import claim_due, enqueue
 from tests.conftest import (
@@ -141,6 +142,23 @@ def test_slack_5xx_is_retried_with_jittered_backoff_then_delivered_once(db, stan
     assert later.drain() == 1
     assert _outbox_ids(standin) == {row_id: 1}
     assert len(standin.calls_to("chat.postMessage")) == 5
+
+
+def test_a_refused_token_pauses_sending_and_the_message_waits_for_slack_to_accept_it(db, standin, database_url):
+    standin.fail_next("chat.postMessage", status=200, error="token_revoked")  # before the tokens_revoked event
+    row_id = _dm(db, REP, "Your drill is ready")
+    sender = OutboxSender(db, slack_client(make_settings(database_url, standin), wait_on_rate_limit=False))
+    assert sender.drain() == 0
+    with db.session() as session:
+        row = session.get(OutboxMessage, row_id)
+        assert row.status == OutboxStatus.PENDING, "not failed: the rep's drill is not lost"
+        assert app_removed(session)
+    calls = len(standin.calls)
+    assert sender.drain() == 0 and len(standin.calls) == calls, "nothing is sent with a refused token"
+    with db.session() as session:  # Slack answers again (auth.test at start, or a new request from Slack)
+        record_back(session, now=datetime.now(UTC))
+    assert sender.drain() == 1
+    assert _outbox_ids(standin) == {row_id: 1}
 
 
 def test_backoff_grows_is_capped_and_is_spread_by_jitter():

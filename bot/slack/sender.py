@@ -18,7 +18,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from bot.slack.pacing import ChannelPacer, MethodPacer
 from bot.telemetry import about_outbox_row
 from storage.db import Database
-from storage.installation import app_removed
+from storage.installation import app_removed, record_removed
 from storage.models import OutboxMessage, OutboxStatus
 from storage.outbox import POST, claim_due, settle, still_mine
 
@@ -26,11 +26,13 @@ log = logging.getLogger(__name__)
 
 # Errors that will not fix themselves by retrying: the row fails and the reason is kept.
 PERMANENT_ERRORS = {
-    "channel_not_found", "not_in_channel", "is_archived", "invalid_blocks", "invalid_auth",
+    "channel_not_found", "not_in_channel", "is_archived", "invalid_blocks",
     "user_not_found", "cant_update_message", "message_not_found", "msg_too_long", "no_text",
-    "account_inactive", "token_revoked", "missing_scope", "invalid_arguments", "not_authed",
-    "user_disabled", "cannot_dm_bot",
+    "missing_scope", "invalid_arguments", "user_disabled", "cannot_dm_bot",
 }
+# The bot's token stopped working (revoked, app removed, workspace gone): nothing is sent until Slack accepts it
+# again, and the row waits rather than failing, as after `app_uninstalled` (the event may come after the error).
+TOKEN_REFUSED = {"token_revoked", "invalid_auth", "account_inactive", "not_authed", "team_access_not_granted"}
 MAX_ATTEMPTS = 8
 UPLOAD = "files_upload_v2"  # an outbox row holding a file (base64) for WebClient.files_upload_v2
 # Every post carries its outbox id as message metadata, so a post that may have reached Slack before the sender
@@ -222,6 +224,11 @@ class OutboxSender:
             log.info("outbox %s: rate limited on %s, retrying in %ss", row.id, row.method, retry_after)
             self.method_pacer.hold(row.method, self.clock() + timedelta(seconds=retry_after))  # tiered methods only
             return self._retry(row, self.clock() + timedelta(seconds=retry_after), error=error, attempt_used=False)
+        if error in TOKEN_REFUSED:
+            log.error("outbox: Slack refused the bot token (%s); sending paused until Slack accepts it again", error)
+            with self.db.session() as session:
+                record_removed(session, team_id="(bot token)", reason=error, now=self.clock())
+            return self._retry(row, self.clock(), error=error, attempt_used=False)
         if error in PERMANENT_ERRORS or row.attempts >= MAX_ATTEMPTS:
             log.error("outbox %s: %s to %s failed for good: %s", row.id, row.method, row.channel, error)
             return self._finish(row, error=error)
