@@ -18,6 +18,7 @@ from bot.config import parse_config
 from bot.demo.driver import SlackDriver, webhook_headers
 from bot.demo.slack_standin import SlackStandIn
 from bot.settings import Settings
+from storage.db import Database
 
 MANAGER, REP, OUTSIDER, EMAIL_REP = "U0DANA", "U0ALEX", "U0EVE", "U0SAM"
 APPROVALS = "C0APPROVALS"
@@ -54,6 +55,15 @@ def database_url(tmp_path: Path) -> Iterator[str]:
         conn.execute(text("CREATE SCHEMA public"))
     engine.dispose()
     yield url
+
+
+@pytest.fixture
+def db(database_url: str) -> Iterator[Database]:
+    """The migrated database alone, without the app."""
+    database = Database(database_url)
+    database.migrate()
+    yield database
+    database.dispose()
 
 
 def assert_valid_slack_ui(fake: SlackStandIn) -> None:

@@ -60,14 +60,6 @@ def _outbox_ids(standin: SlackStandIn) -> Counter:
 
 # ---------------------------------------------------------------- the sender, in process
 
-@pytest.fixture
-def db(database_url) -> Database:
-    database = Database(database_url)
-    database.migrate()
-    yield database
-    database.dispose()
-
-
 def _dm(db: Database, user: str, text: str) -> int:
     with db.session() as session:
         return enqueue(session, method="chat.postMessage", channel=user, payload={"channel": user, "text": text},

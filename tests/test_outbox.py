@@ -12,19 +12,10 @@ from bot.app import slack_client
 from bot.demo.slack_standin import SlackStandIn
 from bot.slack import ids
 from bot.slack.sender import OutboxSender
-from storage.db import Database
 from storage.models import FollowUp, OutboxMessage, OutboxStatus
 from storage.outbox import claim_due, enqueue
 from tests.conftest import APPROVALS, MANAGER, REP, low_calls, make_settings
 from tests.transcripts import TRANSCRIPTS
-
-
-@pytest.fixture
-def db(database_url) -> Database:
-    database = Database(database_url)
-    database.migrate()
-    yield database
-    database.dispose()
 
 
 def _sender(db, standin, database_url, **kw) -> OutboxSender:
