@@ -8,8 +8,9 @@ request takes to be answered (Slack's 3-second acknowledgement) and waits until 
 "typing…" placeholder and every picked drill has opened.
 
 The requests are built and signed before the burst and sent over connections opened beforehand, from one
-asyncio loop, so the load generator's own work does not land inside the figures. The same burst of
-`GET /healthz` (a database read) against the same server is the baseline.
+asyncio loop, so the load generator's own work does not land inside the figures. Two baselines, the same burst
+against the same server: `GET /healthz` (a database read), and signed `url_verification` requests (Bolt's whole
+dispatch, signature check included, with no listener and no work after the answer).
 
     python bench/bench_ack.py [reps] [model_delay_s] [runs]
 """
@@ -45,7 +46,7 @@ def main(reps: int = 200, delay: float = 10.0, runs: int = 1) -> None:
     results = [one_run(reps, delay) for _ in range(runs)]
     print(f"{reps} requests per burst ({reps // 2} thread replies, {reps - reps // 2} clicks), model {delay:g} s, "
           f"{runs} run(s), {os.cpu_count()} CPUs")
-    for name in ("slack", "replies", "clicks", "healthz"):
+    for name in ("slack", "replies", "clicks", "healthz", "bolt_only"):
         p50 = statistics.median(r[name]["p50"] for r in results)
         p99 = statistics.median(r[name]["p99"] for r in results)
         worst = max(r[name]["max"] for r in results)
@@ -92,6 +93,10 @@ def one_run(reps: int, delay: float) -> dict:
                   for u in clickers)])
             health = [_raw_request("GET", f"{url}/healthz", {}, b"")] * reps
             baseline = asyncio.run(_burst(port, health))
+            challenges = _signed_requests(url, lambda d: [
+                d.post(json.dumps({"type": "url_verification", "token": "legacy", "challenge": f"c{i}"}),
+                       "application/json") for i in range(reps)])
+            bolt_only = asyncio.run(_burst(port, challenges))
             if os.environ.get("BENCH_PROFILE"):
                 subprocess.Popen(["py-spy", "record", "--gil", "--nonblocking", "-r", "250", "-d", "3", "-f", "raw",
                                   "-o", os.environ["BENCH_PROFILE"], "--pid", str(server.pid)])
@@ -111,6 +116,7 @@ def one_run(reps: int, delay: float) -> dict:
             server.wait(timeout=30)
     return {"slack": _summary(timings), "replies": _summary(timings[: len(talkers)]),
             "clicks": _summary(timings[len(talkers):]), "healthz": _summary(baseline),
+            "bolt_only": _summary(bolt_only),
             "server_cpu_s_in_burst": round(cpu_used, 2),
             "buyer_replies_delivered_s": round(replies_s, 1), "picked_drills_opened_s": round(opened_s, 1)}
 
