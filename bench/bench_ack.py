@@ -76,8 +76,10 @@ def one_run(reps: int, delay: float) -> dict:
                "SLACK_API_URL": slack.base_url, "DATABASE_URL": f"sqlite:///{Path(tmp) / 'bench.db'}",
                "OPENAI_BASE_URL": model.base_url, "REHEARSE_CONFIG": str(config), "PORT": str(port),
                "REHEARSE_PRACTICE_WORKERS": str(max(8, reps)), "REHEARSE_OUTBOX_SWEEP_SECONDS": "0.5"}
-        server = subprocess.Popen([sys.executable, "-m", "bot", "serve", "--no-verbose"], env=env,
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        log_path = os.environ.get("BENCH_SERVER_LOG")  # the server's own log lines, for looking into a run
+        server_log = open(log_path, "a") if log_path else subprocess.DEVNULL  # noqa: SIM115 - closed with the run
+        server = subprocess.Popen([sys.executable, "-m", "bot", "serve", "--verbose" if log_path else "--no-verbose"],
+                                  env=env, stdout=server_log, stderr=server_log)
         url = f"http://127.0.0.1:{port}"
         try:
             with httpx.Client(timeout=60) as http:

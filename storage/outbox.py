@@ -16,6 +16,19 @@ from storage.models import OutboxMessage, OutboxStatus
 UNSENT = (OutboxStatus.PENDING, OutboxStatus.SENDING)
 POST = "chat.postMessage"
 UPDATE = "chat.update"
+DELETE = "chat.delete"
+# A chat.update payload key: the thread in which the sender may post the new text as a reply instead of editing,
+# when Slack's limit on edits would hold the edit up (see `answer_below`). Keys starting with "_" never reach Slack.
+ANSWER_BELOW = "_answer_below_in_thread"
+
+
+def answer_below(payload: dict[str, Any], thread_ts: str) -> dict[str, Any]:
+    """An edit of a placeholder that may become a reply in `thread_ts` if it cannot go out within seconds.
+
+    `chat.update` is a Tier 3 method (50 a minute per workspace): with many roleplays at once, editing every
+    "typing…" placeholder would make a buyer's answer wait a minute; posting it below does not.
+    """
+    return {**payload, ANSWER_BELOW: thread_ts}
 
 
 def enqueue(

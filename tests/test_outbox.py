@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -11,9 +12,10 @@ from sqlmodel import select
 from bot.app import slack_client
 from bot.demo.slack_standin import SlackStandIn
 from bot.slack import ids
+from bot.slack.pacing import ChannelPacer, MethodPacer
 from bot.slack.sender import OutboxSender
 from storage.models import FollowUp, OutboxMessage, OutboxStatus
-from storage.outbox import claim_due, enqueue
+from storage.outbox import answer_below, claim_due, enqueue
 from tests.conftest import APPROVALS, MANAGER, REP, low_calls, make_settings
 from tests.transcripts import TRANSCRIPTS
 
@@ -191,3 +193,34 @@ def test_a_lingering_drain_sends_what_pacing_deferred_without_waiting_for_the_ne
     assert _sender(db, standin, database_url, linger=timedelta(seconds=2)).drain() == 5
     assert 1.5 < time.monotonic() - started < 4, "a burst of three, then one a second"
     assert [m["text"] for m in standin.messages_in("C0ONE")] == [f"message {i}" for i in range(5)]
+
+
+def test_an_edit_held_up_by_slacks_edit_budget_is_answered_below_the_placeholder(db, standin, database_url):
+    """Many roleplays at once: chat.update's Tier 3 budget (here one a minute) must not make a buyer wait."""
+    edits = MethodPacer(tiers={"chat.update": 1, "chat.delete": 1})  # Tier 1: one a minute each
+    edits.reserve("chat.delete", datetime.now(UTC))  # and this minute's delete already spent
+    sender = _sender(db, standin, database_url, pacer=ChannelPacer(burst=10), method_pacer=edits)
+    _post(db, REP, "Your drill: the price objection")
+    sender.drain()
+    root = standin.messages_in(REP)[0]
+    with db.session() as session:
+        now = datetime.now(UTC)
+        for text in ("Fair. What does it save us?", "And compared to the spreadsheet?"):
+            typing = enqueue(session, method="chat.postMessage", channel=REP, now=now,
+                             payload={"channel": REP, "thread_ts": root["ts"], "text": "_Dana is typing…_"})
+            enqueue(session, method="chat.update", channel=REP, anchor=typing, now=now,
+                    payload=answer_below({"text": f"Dana: {text}"}, root["ts"]))
+    sender.drain()
+
+    thread = [m["text"] for m in standin.messages_in(REP, thread_ts=root["ts"])]
+    assert thread == ["Dana: Fair. What does it save us?", "_Dana is typing…_",
+                      "Dana: And compared to the spreadsheet?"], "the first edited, the second answered below"
+    assert all("_answer_below" not in json.dumps(c.params) for c in standin.calls), "the marker stays with us"
+    with db.session() as session:
+        tidy = session.exec(select(OutboxMessage).where(OutboxMessage.status == OutboxStatus.PENDING)).all()
+    assert [r.method for r in tidy] == ["chat.delete"], "the placeholder goes when Slack's budget allows"
+
+    later = _sender(db, standin, database_url, clock=lambda: datetime.now(UTC) + timedelta(seconds=61))
+    later.drain()
+    assert [m["text"] for m in standin.messages_in(REP, thread_ts=root["ts"])] == [
+        "Dana: Fair. What does it save us?", "Dana: And compared to the spreadsheet?"]

@@ -94,6 +94,7 @@ class SlackStandIn:
         self._shut_until: dict[str, float] = {}  # channel or method -> monotonic time its Retry-After ends
         self.calls: list[Call] = []
         self.messages: list[dict] = []
+        self.deleted: list[dict] = []  # messages removed with chat.delete
         self.views: dict[str, dict] = {}
         self.modals: list[dict] = []  # every modal opened with views.open, in order
         # file_id -> {"id", "name", "title", "length", "content": bytes | None (until uploaded)}
@@ -352,6 +353,15 @@ class SlackStandIn:
     def _api_chat_postMessage(self, p: dict) -> dict:
         msg = self._record(self._resolve_channel(p.get("channel")), p)
         return {"channel": msg["channel"], "ts": msg["ts"], "message": self._as_slack(msg)}
+
+    def _api_chat_delete(self, p: dict) -> dict:
+        found = [m for m in self.messages if m["channel"] == p.get("channel") and m["ts"] == p.get("ts")
+                 and not m["ephemeral"]]
+        if not found:
+            raise SlackApiFailure("message_not_found")
+        self.messages.remove(found[0])
+        self.deleted.append(found[0])
+        return {"channel": found[0]["channel"], "ts": found[0]["ts"]}
 
     def _api_chat_update(self, p: dict) -> dict:
         found = [

@@ -35,7 +35,7 @@ from storage.models import (
     Signal,
     WinningLine,
 )
-from storage.outbox import enqueue, enqueue_ephemeral
+from storage.outbox import answer_below, enqueue, enqueue_ephemeral
 
 log = logging.getLogger(__name__)
 
@@ -283,7 +283,7 @@ def handle_reply(coach: Coach, *, user_id: str, channel: str, thread_ts: str | N
             session.add(PracticeTurn(session_id=practice_id, seq=len(turns), role="buyer", text=reply,
                                      created_at=coach.clock()))
             enqueue(session, method="chat.update", channel=channel, anchor=placeholder, now=coach.clock(),
-                    payload=blocks.buyer_line(scenario.persona.name, reply))
+                    payload=answer_below(blocks.buyer_line(scenario.persona.name, reply), thread_ts))
         turns.append(Turn("buyer", reply))
         if roleplay_over(scenario, turns):  # the buyer said yes, walked away, or the turns ran out
             return _finish(coach, practice_id, scenario, turns)

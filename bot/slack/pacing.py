@@ -47,6 +47,7 @@ TIER_CALLS_PER_MINUTE = {1: 1, 2: 20, 3: 50, 4: 100}
 # The tier of each Web API method Rehearse calls (chat.postMessage is special: paced per channel, above).
 METHOD_TIERS = {
     "chat.update": 3,
+    "chat.delete": 3,
     "chat.postEphemeral": 4,
     "conversations.open": 3,
     "conversations.history": 3,

@@ -20,7 +20,7 @@ from bot.telemetry import about_outbox_row
 from storage.db import Database
 from storage.installation import app_removed, record_removed
 from storage.models import OutboxMessage, OutboxStatus
-from storage.outbox import POST, claim_due, settle, still_mine
+from storage.outbox import ANSWER_BELOW, DELETE, POST, UPDATE, claim_due, enqueue, settle, still_mine
 
 log = logging.getLogger(__name__)
 
@@ -149,19 +149,25 @@ class OutboxSender:
             if anchor.status == OutboxStatus.FAILED:
                 return self._finish(row, error=f"anchor message {anchor.id} failed: {anchor.error}")
             return self._retry(row, now + timedelta(seconds=1), attempt_used=False)
+        method = row.method
         wait_until = self._pace_until(row, now)
         if wait_until is not None:
-            return self._retry(row, wait_until, attempt_used=False)
+            if not self._may_answer_below(row, anchor, wait_until - now, now):
+                return self._retry(row, wait_until, attempt_used=False)
+            method = POST  # the edit would wait for Slack's edit budget: post the text below the placeholder
         with self.db.session() as session:
             if not still_mine(session, row, now=now, lease=self.lease):
                 log.warning("outbox %s: claim lapsed and was taken over; not sending it again", row.id)
                 return False
 
-        payload = dict(row.payload)
+        payload = {key: value for key, value in row.payload.items() if not key.startswith("_")}
         if anchor is not None and row.method != UPLOAD:
             payload["channel"] = anchor.sent_channel
-            payload["thread_ts" if row.method == POST else "ts"] = anchor.ts
-        if row.method == POST:
+            if method != row.method:
+                payload["thread_ts"] = row.payload[ANSWER_BELOW]
+            else:
+                payload["thread_ts" if row.method == POST else "ts"] = anchor.ts
+        if method == POST:
             payload["metadata"] = {"event_type": METADATA_TYPE, "event_payload": {"outbox_id": row.id}}
             try:
                 posted = self._find_posted(row, payload) if row.attempts > 1 else None
@@ -176,16 +182,36 @@ class OutboxSender:
                     channel=anchor.sent_channel if anchor else row.channel, thread_ts=anchor.ts if anchor else None,
                     content=base64.b64decode(payload["png_b64"]), filename=payload["filename"], title=payload["title"])
             else:
-                response = self.client.api_call(row.method, json=payload)
+                response = self.client.api_call(method, json=payload)
         except SlackApiError as exc:
             return self._failed_call(row, exc)
         except (SlackClientError, OSError) as exc:
             log.warning("outbox %s: %s failed to connect: %s", row.id, row.method, exc)
             return self._retry(row, now + self._backoff(row), error=str(exc))
-        if row.channel and row.method == POST:
+        if row.channel and method == POST:
             self.pacer.spend(row.channel, self.clock())
+        if method != row.method:
+            return self._answered_below(row, anchor, ts=response.get("ts"), channel=response.get("channel"))
         return self._finish(row, ts=response.get("ts") or response.get("message_ts"),
                             channel=response.get("channel") or payload.get("channel"))
+
+    def _may_answer_below(self, row: OutboxMessage, anchor: OutboxMessage | None, wait: timedelta,
+                          now: datetime) -> bool:
+        """An edit marked `answer_below` that Slack's edit budget holds up at all, in a channel where a post may go
+        now. (Edits wait in one queue per method: even a short wait is a long one at the back of that queue.)"""
+        return (row.method == UPDATE and ANSWER_BELOW in row.payload and anchor is not None
+                and wait > timedelta(0) and not self.pacer.wait(row.channel, now))
+
+    def _answered_below(self, row: OutboxMessage, placeholder: OutboxMessage, *, ts: str | None,
+                        channel: str | None) -> bool:
+        """The edit went out as a reply: record it, and delete the placeholder when Slack's budget allows (a delete
+        does not queue in front of the channel's next edit, as a tidying edit would)."""
+        with self.db.session() as session:
+            if settle(session, row, status=OutboxStatus.SENT, ts=ts, sent_channel=channel, sent_at=self.clock()):
+                enqueue(session, method=DELETE, channel=row.channel, anchor=placeholder, now=self.clock(),
+                        payload={})
+        log.info("outbox %s: Slack's edit budget is spent; answered below the placeholder instead", row.id)
+        return True
 
     def _find_posted(self, row: OutboxMessage, payload: dict) -> tuple[str, str] | None:
         """(channel, ts) of this row's post if an earlier attempt reached Slack, found by its metadata.
