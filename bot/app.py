@@ -190,7 +190,7 @@ def create_app(
     if problems := unknown_scenarios(config.model_dump(), set(scenarios)):
         raise ConfigError(problems)
     keep_secret(settings.slack_bot_token, settings.slack_signing_secret, settings.slack_app_token,
-                settings.webhook_secret, settings.openai_api_key)  # never in a log line
+                settings.webhook_secret, settings.openai_api_key, settings.metrics_token)  # never in a log line
     db = Database(settings.database_url)
     db.migrate()
     client = slack_client(settings)
@@ -212,7 +212,7 @@ def create_app(
     handlers.register(bolt, coach)
     bolt.use(slack_request_ids)  # Slack's ids (event, action, command) on the request's log lines
     web = Starlette(routes=routes(bolt=bolt, coach=coach, webhook_secret=settings.webhook_secret,
-                                  slack_http=not settings.socket_mode),
+                                  slack_http=not settings.socket_mode, metrics_token=settings.metrics_token),
                     lifespan=partial(_http_threads, settings.http_threads),
                     exception_handlers=dict.fromkeys(DATABASE_DOWN, database_unavailable))
     web.add_middleware(RequestIds)  # X-Request-Id in, out, and on every log line of the request

@@ -18,6 +18,7 @@ class Settings(BaseSettings):
     database_url: str = Field(default="sqlite:///rehearse.db", alias="DATABASE_URL")
     config_path: str = Field(default="coach.yaml", alias="REHEARSE_CONFIG")
     webhook_secret: str | None = Field(default=None, alias="REHEARSE_WEBHOOK_SECRET")
+    metrics_token: str | None = Field(default=None, alias="REHEARSE_METRICS_TOKEN")
     openai_api_key: str | None = Field(default=None, alias="OPENAI_API_KEY")
     openai_base_url: str | None = Field(default=None, alias="OPENAI_BASE_URL")
     llm_model: str = Field(default="gpt-4o-mini", alias="REHEARSE_LLM_MODEL")

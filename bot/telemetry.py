@@ -383,12 +383,19 @@ def metrics_text(db: Any) -> bytes:
     return generate_latest(REGISTRY) + generate_latest(scrape)
 
 
-def metrics_endpoint(db: Any) -> Callable:
-    """The `GET /metrics` route handler (Prometheus text format)."""
-    from starlette.concurrency import run_in_threadpool
-    from starlette.responses import Response
+def metrics_endpoint(db: Any, token: str | None = None) -> Callable:
+    """The `GET /metrics` route handler (Prometheus text format); with `token` (REHEARSE_METRICS_TOKEN) only for a
+    scraper that sends `Authorization: Bearer <token>`."""
+    import hmac
 
-    async def metrics(_request: Any) -> Any:
+    from starlette.concurrency import run_in_threadpool
+    from starlette.responses import JSONResponse, Response
+
+    async def metrics(request: Any) -> Any:
+        if token and not hmac.compare_digest(request.headers.get("authorization", "").encode(),
+                                             f"Bearer {token}".encode()):
+            return JSONResponse({"error": "send Authorization: Bearer <REHEARSE_METRICS_TOKEN> to read /metrics"},
+                                status_code=401, headers={"WWW-Authenticate": "Bearer"})
         return Response(await run_in_threadpool(metrics_text, db), media_type=CONTENT_TYPE_LATEST)
 
     return metrics

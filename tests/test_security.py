@@ -396,3 +396,20 @@ def test_a_person_revoking_their_own_user_token_does_not_stop_the_bot(harness):
     assert not _removed(harness)
     harness.send_calls(low_calls())
     assert harness.approval_message()["channel"] == APPROVALS
+
+
+def test_metrics_can_be_kept_for_the_scraper_that_holds_the_token(database_url, standin):
+    from bot.app import BackgroundServer, create_app
+    from bot.config import parse_config
+    from tests.conftest import TEST_CONFIG, make_settings
+
+    settings = make_settings(database_url, standin).model_copy(update={"metrics_token": "scrape-me"})
+    app = create_app(settings, config=parse_config(TEST_CONFIG))
+    with BackgroundServer(app) as server:
+        anyone = httpx.get(f"{server.url}/metrics")
+        wrong = httpx.get(f"{server.url}/metrics", headers={"Authorization": "Bearer guess"})
+        scraper = httpx.get(f"{server.url}/metrics", headers={"Authorization": "Bearer scrape-me"})
+    app.stop()
+    assert anyone.status_code == wrong.status_code == 401
+    assert "REHEARSE_METRICS_TOKEN" in anyone.json()["error"] and "rehearse_" not in anyone.text
+    assert scraper.status_code == 200 and "rehearse_outbox_pending" in scraper.text

@@ -69,7 +69,8 @@ async def _read_limited(request: Request) -> bytes | None:
     return b"".join(chunks)
 
 
-def routes(*, bolt: App, coach: Coach, webhook_secret: str | None, slack_http: bool = True) -> list[Route]:
+def routes(*, bolt: App, coach: Coach, webhook_secret: str | None, slack_http: bool = True,
+           metrics_token: str | None = None) -> list[Route]:
     """The server's routes; `/slack/events` only in HTTP mode (Socket Mode needs no public endpoint)."""
     async def slack_events(request: Request) -> Response:
         body = await _read_limited(request)  # Slack's payloads are a few KB: a bigger body never reaches Bolt
@@ -120,7 +121,7 @@ def routes(*, bolt: App, coach: Coach, webhook_secret: str | None, slack_http: b
     from bot.telemetry import metrics_endpoint
 
     served = [
-        Route("/metrics", metrics_endpoint(coach.db), methods=["GET"]),
+        Route("/metrics", metrics_endpoint(coach.db, metrics_token), methods=["GET"]),
         Route("/webhooks/calls", scored_calls, methods=["POST"]),
         Route("/healthz", healthz, methods=["GET"]),
     ]
