@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -41,6 +42,18 @@ USERS = [
     {"id": OUTSIDER, "name": "eve", "real_name": "Eve Park", "email": "eve@example.com"},
     {"id": EMAIL_REP, "name": "sam", "real_name": "Sam Lee", "email": "sam@example.com"},
 ]
+
+
+@pytest.fixture(autouse=True)
+def _root_logger_restored() -> Iterator[None]:
+    """CLI tests install Rehearse's log handler on the captured stderr; a thread still running after the test
+    must not write to that closed stream."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    for handler in [h for h in root.handlers if h not in handlers]:
+        root.removeHandler(handler)
+    root.setLevel(level)
 
 
 @pytest.fixture
