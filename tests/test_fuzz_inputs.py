@@ -635,6 +635,7 @@ def test_config_check_explains_mutated_configs_without_a_traceback(tmp_path, exa
     (json.dumps({"callData": {"metaData": [], "parties": "alex"}}).encode(), 422, "callData.metaData"),
     (json.dumps({**GONG_CALL, "callData": {**GONG_CALL["callData"], "parties": [
         {"affiliation": "Internal", "emailAddress": 5}]}}).encode(), 422, "callData.parties.emailAddress"),
+    (json.dumps({" ": "\ud800"}).encode(), 422, "[' ']"),  # a blank key is quoted, not a blank field
 ])
 def test_webhook_rejects_what_no_database_stores_by_field(webhook, raw, status, field):
     r = post_calls(webhook, raw, signed(raw))

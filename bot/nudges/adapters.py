@@ -145,10 +145,17 @@ def unstorable_text(data: Any, prefix: str = "") -> list[tuple[str, str]]:
                 if why := _unstorable(key):
                     problems.append((path or "(body)", f"the key {ascii(key)} {why}"))
                 else:
-                    stack.append((item, f"{path}.{key}" if path else key))
+                    stack.append((item, _key_path(path, key)))
         elif isinstance(value, list):
             stack.extend((item, f"{path}[{i}]") for i, item in enumerate(value))
     return sorted(problems)
+
+
+def _key_path(path: str, key: str) -> str:
+    """`path.key`, or `path['key']` for a key that would read badly in a path (blank, spaces, dots, brackets)."""
+    if key and key.strip() == key and not any(c in key for c in ".[] \t\n"):
+        return f"{path}.{key}" if path else key
+    return f"{path}[{ascii(key)}]"
 
 
 def _validate(item: Any, prefix: str) -> ScoredCall:
