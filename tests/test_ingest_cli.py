@@ -49,6 +49,22 @@ def test_a_broken_file_names_each_problem_and_imports_nothing(env):
     assert result.exit_code == 1 and "row 2 (call x-1).started_at" in result.output
 
 
+def test_text_no_database_stores_is_named_by_line_and_nothing_is_imported(env):
+    good, bad = low_calls()[:2]
+    (env / "nul.jsonl").write_text(json.dumps(good) + "\n" + json.dumps({**bad, "title": "Acme \x00 pricing"}))
+    result = CliRunner().invoke(cli, ["ingest", str(env / "nul.jsonl")])
+    assert result.exit_code == 1 and "line 2: title: contains a NUL character" in result.output, result.output
+    (env / "nul.csv").write_text("call_id,rep,started_at,criterion,score\nx-1,U0ALEX,2026-11-20,disc\x00,40\n")
+    result = CliRunner().invoke(cli, ["ingest", str(env / "nul.csv")])
+    assert result.exit_code == 1 and "line 2: contains a NUL character" in result.output, result.output
+    (env / "latin1.jsonl").write_bytes(json.dumps(good).replace("Acme", "Caf\u00e9").encode("latin-1"))
+    result = CliRunner().invoke(cli, ["ingest", str(env / "latin1.jsonl")])
+    assert result.exit_code == 1 and "not UTF-8" in result.output, result.output
+    (env / "good.jsonl").write_text(json.dumps(good))
+    result = CliRunner().invoke(cli, ["ingest", str(env / "good.jsonl")])
+    assert "accepted 1, duplicates 0" in result.output, "the refused file had stored nothing, not even its good line"
+
+
 def test_rehearse_practice_runs_a_roleplay_in_the_terminal():
     from tests.transcripts import TRANSCRIPTS
 
