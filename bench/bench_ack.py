@@ -32,6 +32,8 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench_ingest import cpu_seconds, wait_healthy  # noqa: E402 - a sibling script: the same two helpers
+
 from bot.app import free_port  # noqa: E402
 from bot.demo.driver import SlackDriver  # noqa: E402
 from bot.demo.slack_standin import SlackStandIn  # noqa: E402
@@ -83,7 +85,7 @@ def one_run(reps: int, delay: float) -> dict:
         url = f"http://127.0.0.1:{port}"
         try:
             with httpx.Client(timeout=60) as http:
-                _wait_healthy(http, url)
+                wait_healthy(url, server)
                 driver = SlackDriver(url, SECRET, http)
                 threads = _open_threads(driver, slack, talkers)
                 pickers = {u: driver.command(ids.DRILL_COMMAND, user=u, channel=f"D{u[1:]}").json()
@@ -104,9 +106,9 @@ def one_run(reps: int, delay: float) -> dict:
                                   "-o", os.environ["BENCH_PROFILE"], "--pid", str(server.pid)])
                 time.sleep(1)
             started = time.monotonic()
-            cpu_before = _cpu_seconds(server.pid)
+            cpu_before = cpu_seconds(server.pid)
             timings = asyncio.run(_burst(port, burst))
-            cpu_used = _cpu_seconds(server.pid) - cpu_before
+            cpu_used = cpu_seconds(server.pid) - cpu_before
             slack.wait_for(lambda: sum(BUYER_LINE in m["text"] for m in slack.messages) >= len(talkers),
                            timeout=delay * 4 + 120)
             replies_s = time.monotonic() - started
@@ -164,23 +166,6 @@ async def _burst(port: int, requests: list[bytes]) -> list[tuple[float, int]]:
         return elapsed, int(answer.split(b" ", 2)[1]) if answer else 0
 
     return await asyncio.gather(*(one(c, r) for c, r in zip(connections, requests, strict=True)))
-
-
-def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _wait_healthy(http: httpx.Client, url: str) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if http.get(f"{url}/healthz").status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError("rehearse serve did not come up")
 
 
 def _open_threads(driver: SlackDriver, slack: SlackStandIn, users: list[str]) -> dict[str, tuple[str, str]]:
