@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import socket
 import threading
@@ -29,6 +30,7 @@ from starlette.applications import Starlette
 from bot import handlers
 from bot.coach import Coach, utcnow
 from bot.config import CoachConfig, ConfigError, load_config, unknown_scenarios
+from bot.handlers.inbox import InboxDispatcher, InboxWriter, SlackReceiver
 from bot.handlers.web import database_unavailable, routes
 from bot.nudges.approval import ask_managers_after_rep_first
 from bot.nudges.digest import post_digest
@@ -45,6 +47,7 @@ from bot.slack.directory import SlackDirectory
 from bot.slack.installation import resume_if_slack_answers
 from bot.slack.sender import DATABASE_DOWN, OutboxSender
 from bot.telemetry import ContextThreadPool, MeteredWebClient, RequestIds, keep_secret, slack_request_ids
+from bot.worker import INBOX, OUTBOX, WorkerProcess
 from storage import queries
 from storage.db import Database
 
@@ -117,12 +120,24 @@ class Rehearse:
     web: Starlette
     sender: OutboxSender
     scheduler: BackgroundScheduler
+    inbox: InboxWriter
+    dispatcher: InboxDispatcher
+    worker: WorkerProcess | None = None  # `serve` over HTTP: the work after Slack's answer runs in this process
     _socket_mode: object | None = field(default=None, repr=False)
 
     def wake_sender(self) -> None:
+        if self.worker is not None:
+            self.worker.ring(OUTBOX)
+            return
         self.sender.request_drain()
         if self.scheduler.running and not self.sender.busy:
             self.scheduler.modify_job("outbox", next_run_time=datetime.now(UTC))
+
+    def wake_inbox(self) -> None:
+        if self.worker is not None:
+            self.worker.ring(INBOX)
+        else:
+            self.dispatcher.wake()
 
     def run_due_jobs(self, now: datetime | None = None) -> int:
         """Run every periodic job as of `now`, then drain the outbox; returns follow-ups sent."""
@@ -135,10 +150,13 @@ class Rehearse:
         return count
 
     def start(self) -> None:
-        """Start the jobs (and Socket Mode when SLACK_APP_TOKEN is set); sends what a crash left unsent."""
+        """Start the work behind the answers: the Slack inbox's listeners, the jobs and the sender (and Socket Mode
+        when SLACK_APP_TOKEN is set); handles and sends what a crash left behind."""
         resume_if_slack_answers(self.coach.db, self.client, now=self.coach.clock())  # after a reinstall
+        self.dispatcher.start()
         self.scheduler.start()
         self.wake_sender()
+        self.wake_inbox()
         if self.settings.socket_mode:
             from slack_bolt.adapter.socket_mode import SocketModeHandler
 
@@ -149,13 +167,26 @@ class Rehearse:
     def stop(self) -> None:
         if self._socket_mode is not None:
             self._socket_mode.close()
+        if self.worker is not None:
+            self.worker.stop()
+        self.inbox.close()
+        self.dispatcher.stop()
         if self.scheduler.running:
             self.scheduler.shutdown(wait=True)
         self.coach.workers.shutdown(wait=True)
         self.coach.db.dispose()
 
-    def serve(self, host: str = "0.0.0.0") -> None:
-        self.start()
+    def serve(self, host: str = "0.0.0.0", *, worker_process: bool = False) -> None:
+        """The web server; the work behind it in this process, or (`worker_process`) in a `rehearse worker` it
+        starts and watches."""
+        if worker_process:
+            self.worker = WorkerProcess()
+            self.worker.start()
+        else:
+            self.start()
+        # What was built so far lives as long as the process: keep the garbage collector from walking it again and
+        # again while requests come in (a full collection over it took tens of milliseconds in a burst).
+        gc.freeze()
         try:
             uvicorn.run(self.web, host=host, port=self.settings.port, log_level="info",
                         log_config=None)  # uvicorn's lines go through our handler (JSON, redacted) too
@@ -209,10 +240,18 @@ def create_app(
         token_verification_enabled=False,
         listener_executor=ContextThreadPool(settings.slack_workers, thread_name_prefix="slack-listener"),
     )
-    handlers.register(bolt, coach)
+    listened = handlers.register(bolt, coach)
     bolt.use(slack_request_ids)  # Slack's ids (event, action, command) on the request's log lines
+    # The Slack inbox's Bolt: the receiver checked the signature; listeners run to the end before `dispatch` returns.
+    stored = App(client=client, request_verification_enabled=False, token_verification_enabled=False,
+                 process_before_response=True)
+    handlers.register(stored, coach)
+    stored.use(slack_request_ids)
+    inbox = InboxWriter(db, clock=clock)
+    over_http = settings.slack_signing_secret and not settings.socket_mode  # `serve` checks HTTP mode has a secret
+    receiver = SlackReceiver(inbox, listened, settings.slack_signing_secret) if over_http else None
     web = Starlette(routes=routes(bolt=bolt, coach=coach, webhook_secret=settings.webhook_secret,
-                                  slack_http=not settings.socket_mode, metrics_token=settings.metrics_token),
+                                  receiver=receiver, metrics_token=settings.metrics_token),
                     lifespan=partial(_http_threads, settings.http_threads),
                     exception_handlers=dict.fromkeys(DATABASE_DOWN, database_unavailable))
     web.add_middleware(RequestIds)  # X-Request-Id in, out, and on every log line of the request
@@ -235,8 +274,11 @@ def create_app(
                       next_run_time=datetime.now(UTC))  # at start: calls waiting for reps configured since
     scheduler.add_job(lambda: purge_old_text(coach, now=coach.clock()), "interval", hours=6, id="retention",
                       max_instances=1, coalesce=True)  # call and practice text past coach.yaml's `retention`
+    dispatcher = InboxDispatcher(db, stored, threads=settings.slack_workers, clock=clock,
+                                 sweep_s=settings.outbox_sweep_seconds)
     app = Rehearse(settings=settings, coach=coach, client=client, bolt=bolt, web=web, sender=sender,
-                   scheduler=scheduler)
+                   scheduler=scheduler, inbox=inbox, dispatcher=dispatcher)
+    inbox.on_commit(app.wake_inbox)
     db.on_outbox_commit(app.wake_sender)
     return app
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -65,7 +66,26 @@ def serve(verbose: bool = typer.Option(True, help="Log at INFO level.")) -> None
     settings = Settings()
     if problems := settings.serve_problems():
         _fail(problems, "cannot serve")
-    _app(settings).serve()
+    # Over HTTP, the work behind Slack's answers runs in a worker process (`rehearse worker`) that serve starts.
+    _app(settings).serve(worker_process=not settings.socket_mode)
+
+
+@cli.command()
+def worker(verbose: bool = typer.Option(True, help="Log at INFO level.")) -> None:
+    """Run the work behind the web server (Slack inbox, practice, outbox sender, jobs); `serve` starts it."""
+    _logging(verbose, default_format="json")
+    from bot.worker import NICENESS, listen
+
+    settings = Settings()
+    if problems := settings.serve_problems():
+        _fail(problems, "cannot run the worker")
+    os.nice(NICENESS)  # Slack's acknowledgements in the web process come first
+    app = _app(settings)
+    app.start()
+    try:
+        listen(on_inbox=app.dispatcher.wake, on_outbox=app.wake_sender)
+    finally:
+        app.stop()
 
 
 @cli.command()

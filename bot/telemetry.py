@@ -30,6 +30,7 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 from sqlalchemy import func, or_
 from sqlmodel import col, select
 
+from storage import inbox
 from storage.models import Nudge, NudgeState, OutboxMessage, OutboxStatus
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -346,6 +347,10 @@ def database_families(db: Any, now: datetime | None = None) -> list[GaugeMetricF
     depth = GaugeMetricFamily("rehearse_outbox_pending", "Slack writes committed and not yet sent")
     age = GaugeMetricFamily("rehearse_outbox_oldest_pending_age_seconds",
                             "Age of the oldest unsent Slack write not held for the recipient's working hours")
+    inbox_depth = GaugeMetricFamily("rehearse_slack_inbox_pending",
+                                    "Slack events and clicks answered and not yet handled by the worker")
+    inbox_age = GaugeMetricFamily("rehearse_slack_inbox_oldest_age_seconds",
+                                  "Age of the oldest Slack request not yet handled (grows while no worker runs)")
     try:
         with db.session() as session:
             counts = dict(session.exec(select(Nudge.state, func.count()).group_by(Nudge.state)).all())
@@ -354,6 +359,7 @@ def database_families(db: Any, now: datetime | None = None) -> list[GaugeMetricF
             oldest = session.exec(select(func.min(OutboxMessage.created_at)).where(
                 OutboxMessage.status == OutboxStatus.PENDING,
                 or_(col(OutboxMessage.held_until).is_(None), col(OutboxMessage.held_until) <= now))).one()
+            waiting, first_received = inbox.depth(session)
     except Exception:  # noqa: BLE001 - a scrape during an outage reports the outage, not a 500
         logging.getLogger(__name__).warning("metrics: the database did not answer")
         up.add_metric([], 0)
@@ -362,10 +368,16 @@ def database_families(db: Any, now: datetime | None = None) -> list[GaugeMetricF
     for state in NudgeState:
         states.add_metric([str(state)], counts.get(state, counts.get(str(state), 0)))
     depth.add_metric([], pending)
-    if oldest is not None and oldest.tzinfo is None:
-        oldest = oldest.replace(tzinfo=UTC)
-    age.add_metric([], max(0.0, (now - oldest).total_seconds()) if oldest else 0.0)
-    return [up, states, depth, age]
+    age.add_metric([], _age(oldest, now))
+    inbox_depth.add_metric([], waiting)
+    inbox_age.add_metric([], _age(first_received, now))
+    return [up, states, depth, age, inbox_depth, inbox_age]
+
+
+def _age(since: datetime | None, now: datetime) -> float:
+    if since is None:
+        return 0.0
+    return max(0.0, (now - (since if since.tzinfo else since.replace(tzinfo=UTC))).total_seconds())
 
 
 class _Families:

@@ -268,3 +268,19 @@ class SlackInstallation(SQLModel, table=True):
     removed: bool = False
     reason: str | None = Field(default=None, max_length=32, description="app_uninstalled or tokens_revoked")
     changed_at: datetime
+
+
+class SlackInboxItem(SQLModel, table=True):
+    """A Slack event or click acknowledged but not yet handled: the receiver writes it before Slack gets its 200,
+    the worker hands it to Bolt and deletes it once the listener has run. Rows of one lane (a conversation) are
+    handled one at a time, oldest first; a row whose worker died is taken again when its lease lapses."""
+
+    __tablename__ = "slack_inbox"
+    __table_args__ = (Index("ix_slack_inbox_lane", "lane", "id"),)
+    id: int | None = Field(default=None, primary_key=True)
+    lane: str = Field(max_length=64, description="the conversation (or person) whose requests keep their order")
+    body: str = Field(description="the request body as Slack signed it")
+    headers: dict = _json(description="content-type, Slack's retry headers and the receiver's request id")
+    received_at: datetime
+    attempts: int = 0
+    lease_until: datetime | None = Field(default=None, description="set while a worker handles the row")

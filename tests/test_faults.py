@@ -180,7 +180,7 @@ class ServeProcess:
         port = free_port()
         self.url = f"http://127.0.0.1:{port}"
         self.process = subprocess.Popen([sys.executable, "-m", "bot", "serve", "--no-verbose"], cwd=ROOT,
-                                        env={**self.env, "PORT": str(port)},
+                                        env={**self.env, "PORT": str(port)}, start_new_session=True,
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         if not wait:
             return self
@@ -196,8 +196,15 @@ class ServeProcess:
         raise AssertionError("rehearse serve did not come up")
 
     def kill_9(self) -> None:
-        os.kill(self.process.pid, signal.SIGKILL)
+        """Both processes at once, as when the machine or the container dies."""
+        os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait(timeout=10)
+
+    def worker_pid(self) -> int | None:
+        """The `rehearse worker` process serve started (its one child, started by whichever of its threads)."""
+        children = [int(pid) for task in Path(f"/proc/{self.process.pid}/task").iterdir()
+                    for pid in (task / "children").read_text().split()]
+        return children[0] if children else None
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
@@ -237,7 +244,7 @@ class KillingStandIn(SlackStandIn):
         reply = super()._handle(method, params, token)
         if (method == "chat.postMessage" and self.victim is not None and self.kill_at is not None
                 and len(self.messages) >= self.kill_at):
-            os.kill(self.victim.pid, signal.SIGKILL)
+            os.killpg(self.victim.pid, signal.SIGKILL)  # the web process and the worker that sends
             self.victim = None
         return reply
 
@@ -317,6 +324,43 @@ def test_kill_9_during_followup_dispatch_then_restart_sends_each_refresher_once(
     assert len(invites) == due, "every rep got their refresher"
     assert set(invites.values()) == {1}, "and nobody got it twice"
     assert set(_outbox_ids(standin).values()) == {1}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_serve_runs_its_worker_apart_restarts_it_after_kill_9_and_it_stops_with_serve(database_url, tmp_path,
+                                                                                      standin):
+    """Slack's answers come from the web process; the work behind them from a worker process serve watches. A
+    request answered while the worker is dead is handled by the next one; a worker without its web process stops."""
+    pointer = "That thread has no practice running"
+    serve = ServeProcess(tmp_path, database_url, standin, TEST_CONFIG).start()
+    try:
+        driver = SlackDriver(serve.url, SIGNING_SECRET, httpx.Client(timeout=10))
+        _wait(lambda: serve.worker_pid() is not None, 10, "the worker process")
+        first = serve.worker_pid()
+        _wait(lambda: os.getpriority(os.PRIO_PROCESS, first) > os.getpriority(os.PRIO_PROCESS, serve.process.pid),
+              10, "the worker to yield the CPU to Slack's answers")
+        assert driver.dm(user=REP, channel="D0ALEX", text="hello").status_code == 200
+        standin.wait_for(lambda: len(standin.messages_in("D0ALEX")) == 1, timeout=10)
+
+        os.kill(first, signal.SIGKILL)
+        answered = driver.dm(user=REP, channel="D0ALEX", text="still there?")
+        assert answered.status_code == 200 and answered.elapsed.total_seconds() < 1, "answered with no worker"
+        standin.wait_for(lambda: len(standin.messages_in("D0ALEX")) == 2, timeout=20)
+        assert pointer in standin.messages_in("D0ALEX")[1]["text"], "handled by the worker started in its place"
+        second = serve.worker_pid()
+        assert second not in (None, first)
+
+        os.kill(serve.process.pid, signal.SIGKILL)  # the web process alone
+        serve.process.wait(timeout=10)
+        _wait(lambda: not _alive(second), 15, "the orphaned worker to stop")
+    finally:
+        serve.stop()
 
 
 # ---------------------------------------------------------------- the database unreachable for 30 seconds

@@ -46,15 +46,15 @@ class SlackDriver:
         self.verifier = SignatureVerifier(signing_secret)
         self.http = http or httpx.Client(timeout=10)
 
+    def signed_headers(self, body: str, content_type: str, *, timestamp: int | None = None) -> dict[str, str]:
+        """The headers Slack sends with `body`: its type, the time and the signature over both."""
+        ts = str(timestamp if timestamp is not None else int(time.time()))
+        return {"Content-Type": content_type, "X-Slack-Request-Timestamp": ts,
+                "X-Slack-Signature": self.verifier.generate_signature(timestamp=ts, body=body)}
+
     def post(self, body: str, content_type: str, *, timestamp: int | None = None,
              headers: dict[str, str] | None = None) -> httpx.Response:
-        ts = str(timestamp if timestamp is not None else int(time.time()))
-        signed = {
-            "Content-Type": content_type,
-            "X-Slack-Request-Timestamp": ts,
-            "X-Slack-Signature": self.verifier.generate_signature(timestamp=ts, body=body),
-            **(headers or {}),
-        }
+        signed = {**self.signed_headers(body, content_type, timestamp=timestamp), **(headers or {})}
         return self.http.post(self.url, content=body.encode(), headers=signed)
 
     def event(self, event: dict[str, Any], *, event_id: str | None = None,

@@ -1,14 +1,18 @@
 """Bolt listeners, registered in one place; services reach them through the request context.
 
-Nothing here writes to the database before Slack gets its answer: a retried event is recognised by its
-`event_id` inside the same transaction as its effect (see `practice.handle_reply`).
+Over HTTP, events and clicks are stored in the Slack inbox and answered before any listener runs (`inbox.py`);
+a retried event is recognised by its `event_id` inside the same transaction as its effect (see
+`practice.handle_reply`).
 """
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 
 from slack_bolt import App
 
@@ -16,9 +20,18 @@ from bot.coach import Coach
 from bot.handlers import approvals, commands, home, practice
 
 log = logging.getLogger(__name__)
+_failures: contextvars.ContextVar[list[BaseException] | None] = contextvars.ContextVar("failures", default=None)
 
 
-def register(app: App, coach: Coach) -> None:
+@dataclass(frozen=True)
+class Listened:
+    """The events and clicks the listeners handle that may wait until after Slack's ack (see `handlers.inbox`)."""
+
+    events: frozenset[str]
+    actions: frozenset[str]
+
+
+def register(app: App, coach: Coach) -> Listened:
     """Wire every listener, the shared middleware and the one error handler."""
 
     def provide_coach(context, next) -> None:  # noqa: A002 - Bolt injects `next` by name
@@ -28,11 +41,34 @@ def register(app: App, coach: Coach) -> None:
     def on_error(error, body) -> None:
         kind = body.get("type") if isinstance(body, dict) else "?"
         log.error("listener failed on a %s request: %s", kind, error, exc_info=error)
+        note_failure(error)
 
     app.use(provide_coach)
     app.error(on_error)
+    registry = _KeepingTheAck(app)
     for module in (approvals, practice, commands, home):
-        module.register(_KeepingTheAck(app))
+        module.register(registry)
+    # A click that opens a modal must do so within its trigger_id's 3 seconds: it is handled before the ack.
+    return Listened(frozenset(registry.events), frozenset(registry.actions - approvals.OPEN_A_MODAL))
+
+
+@contextmanager
+def failures_noted() -> Iterator[list[BaseException]]:
+    """What listeners raise while one request is handled in this thread (the inbox worker retries on a database
+    failure instead of dropping the request)."""
+    noted: list[BaseException] = []
+    token = _failures.set(noted)
+    try:
+        yield noted
+    finally:
+        _failures.reset(token)
+
+
+def note_failure(error: BaseException) -> None:
+    """Record a listener's failure for `failures_noted` (a no-op outside it)."""
+    noted = _failures.get()
+    if noted is not None:
+        noted.append(error)
 
 
 def keep_the_ack(listener: Callable) -> Callable:
@@ -50,19 +86,32 @@ def keep_the_ack(listener: Callable) -> Callable:
             body = kwargs.get("body")
             kind = body.get("type") if isinstance(body, dict) else "?"
             log.error("%s failed after the ack on a %s request: %s", listener.__name__, kind, error, exc_info=error)
+            note_failure(error)
             return None
 
     return run
 
 
 class _KeepingTheAck:
-    """Bolt's app, registering every action, view and command listener through `keep_the_ack`."""
+    """Bolt's app, registering every action, view and command listener through `keep_the_ack`, and noting the
+    events and action ids listened to."""
 
     def __init__(self, app: App):
         self._app = app
+        self.events: set[str] = set()
+        self.actions: set[str] = set()
 
     def __getattr__(self, name: str):  # noqa: ANN204
         register = getattr(self._app, name)
-        if name not in ("action", "view", "command", "shortcut", "options"):
+        if name not in ("action", "view", "command", "shortcut", "options", "event"):
             return register
-        return lambda *matchers, **options: lambda listener: register(*matchers, **options)(keep_the_ack(listener))
+
+        def registering(*matchers, **options):  # noqa: ANN002, ANN003, ANN202
+            noted = {"event": self.events, "action": self.actions}.get(name)
+            if noted is not None:
+                noted.update(m for m in matchers if isinstance(m, str))
+            if name == "event":
+                return register(*matchers, **options)
+            return lambda listener: register(*matchers, **options)(keep_the_ack(listener))
+
+        return registering

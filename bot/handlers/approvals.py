@@ -10,6 +10,10 @@ from bot.coach import Coach
 from bot.nudges import approval, disputes
 from bot.slack import blocks, ids
 
+# Clicks answered with a modal: views.open needs the click's trigger_id within 3 s, so Bolt handles them before
+# the ack instead of through the Slack inbox.
+OPEN_A_MODAL = frozenset({ids.SKIP, ids.DISPUTE})
+
 
 def _where(body: dict, coach: Coach | None = None) -> dict:
     """Where the clicked approval message is; from the App Home tab, where it was posted."""

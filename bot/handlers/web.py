@@ -16,6 +16,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from bot.coach import Coach
+from bot.handlers.inbox import SlackReceiver
 from bot.nudges.adapters import PayloadError, parse_body, unstorable_text
 from bot.nudges.intake import ingest_calls
 
@@ -69,9 +70,10 @@ async def _read_limited(request: Request) -> bytes | None:
     return b"".join(chunks)
 
 
-def routes(*, bolt: App, coach: Coach, webhook_secret: str | None, slack_http: bool = True,
+def routes(*, bolt: App, coach: Coach, webhook_secret: str | None, receiver: SlackReceiver | None = None,
            metrics_token: str | None = None) -> list[Route]:
-    """The server's routes; `/slack/events` only in HTTP mode (Socket Mode needs no public endpoint)."""
+    """The server's routes; `/slack/events` only with a receiver (HTTP mode: Socket Mode needs no public endpoint).
+    """
     async def slack_events(request: Request) -> Response:
         body = await _read_limited(request)  # Slack's payloads are a few KB: a bigger body never reaches Bolt
         if body is None:
@@ -82,7 +84,10 @@ def routes(*, bolt: App, coach: Coach, webhook_secret: str | None, slack_http: b
             # Bolt reads the payload (before checking its signature) assuming Slack's shapes: odd ones are refused
             log.warning("refused a request to /slack/events: its payload is not shaped as Slack's are")
             return _error(400, "not a Slack payload: Bolt cannot read it")
-        bolt_response = await run_in_threadpool(bolt.dispatch, bolt_request)
+        # Events and clicks are answered once stored (the Slack inbox); what needs Bolt's own answer waits for it.
+        bolt_response = await receiver.take(bolt_request)
+        if bolt_response is None:
+            bolt_response = await run_in_threadpool(bolt.dispatch, bolt_request)
         return to_starlette_response(bolt_response)
 
     async def scored_calls(request: Request) -> Response:
@@ -125,4 +130,4 @@ def routes(*, bolt: App, coach: Coach, webhook_secret: str | None, slack_http: b
         Route("/webhooks/calls", scored_calls, methods=["POST"]),
         Route("/healthz", healthz, methods=["GET"]),
     ]
-    return [Route("/slack/events", slack_events, methods=["POST"]), *served] if slack_http else served
+    return [Route("/slack/events", slack_events, methods=["POST"]), *served] if receiver else served

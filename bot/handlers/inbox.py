@@ -1,0 +1,244 @@
+"""The Slack inbox: events and clicks are answered as soon as they are stored, and handled after.
+
+Slack gives up on a request after 3 seconds, and a burst (every rep replying to their buyer at once) must not
+queue behind Bolt's dispatch and the listeners' database work. So `/slack/events` checks the signature, stores the
+request (`InboxWriter`, many requests a transaction) and answers 200; the worker (`InboxDispatcher`, in its own
+process under `rehearse serve`) hands each stored request to Bolt, oldest first per conversation, and deletes it
+once its listener has run. Slash commands, modal submissions, `url_verification`, events and clicks nothing
+listens to, and clicks that open a modal need Bolt's own answer: they are handled before the ack, as always.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+from datetime import datetime, timedelta
+
+from slack_bolt import App, BoltRequest, BoltResponse
+from slack_sdk.signature import SignatureVerifier
+
+from bot.handlers import Listened, failures_noted
+from bot.slack.sender import DATABASE_DOWN
+from bot.telemetry import REQUEST_ID_HEADER, ContextThreadPool, bound, context
+from storage import inbox
+from storage.db import Database
+
+log = logging.getLogger(__name__)
+
+LEASE = timedelta(seconds=60)  # a listener runs for well under this; past it, its worker is presumed dead
+GIVE_UP_AFTER = 5  # attempts: a request whose handling kills the worker every time is dropped, and logged
+BATCH = 500  # requests a transaction at most
+KEPT_HEADERS = ("content-type", "x-slack-retry-num", "x-slack-retry-reason")
+
+
+def lane_for(request: BoltRequest, listened: Listened) -> str | None:
+    """The conversation whose order a request keeps, when its listener may run after the ack; else None."""
+    body = request.body
+    if body.get("type") == "event_callback":
+        event = body.get("event")
+        kind = event.get("type") if isinstance(event, dict) else None
+        if not isinstance(kind, str) or kind not in listened.events:
+            return None
+    elif body.get("type") == "block_actions":
+        actions = body.get("actions")
+        if not isinstance(actions, list) or not actions or not all(
+                isinstance(a, dict) and isinstance(a.get("action_id"), str) and a["action_id"] in listened.actions
+                for a in actions):
+            return None
+    else:
+        return None
+    where = request.context
+    return str(where.channel_id or where.user_id or where.team_id or "-")[:64]
+
+
+class InboxWriter:
+    """Stores acknowledged requests from a thread of its own: whatever arrived while the last transaction committed
+    goes in the next one, so a burst of requests costs a few commits, not one each."""
+
+    def __init__(self, db: Database, *, clock: Callable[[], datetime]):
+        self._db, self._clock = db, clock
+        self._on_commit: list[Callable[[], None]] = []
+        self._queue: queue.SimpleQueue[tuple[tuple[str, str, dict], Future] | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="slack-inbox-writer")
+        self._thread.start()
+
+    def on_commit(self, callback: Callable[[], None]) -> None:
+        """Call `callback` after each commit of new requests (wakes the dispatcher)."""
+        self._on_commit.append(callback)
+
+    async def put(self, lane: str, body: str, headers: dict) -> None:
+        """Returns once the request is committed; raises the database's error when it could not be."""
+        done: Future = Future()
+        self._queue.put(((lane, body, headers), done))
+        await asyncio.wrap_future(done)
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while (first := self._queue.get()) is not None:
+            batch = [first]
+            while len(batch) < BATCH:
+                try:
+                    nxt = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    self._queue.put(None)  # close after this batch
+                    break
+                batch.append(nxt)
+            try:
+                with self._db.session() as session:
+                    inbox.record(session, [request for request, _ in batch], now=self._clock())
+            except Exception as exc:  # noqa: BLE001 - each waiting request answers with it (503 when the db is down)
+                for _, done in batch:
+                    done.set_exception(exc)
+                continue
+            for _, done in batch:
+                done.set_result(None)
+            for callback in self._on_commit:
+                callback()
+
+
+class SlackReceiver:
+    """The answer to a Slack request the inbox takes: 200 once stored, 401 for a bad signature; None when Bolt must
+    answer it now."""
+
+    def __init__(self, writer: InboxWriter, listened: Listened, signing_secret: str):
+        self._writer, self._listened = writer, listened
+        self._verifier = SignatureVerifier(signing_secret)
+
+    async def take(self, request: BoltRequest) -> BoltResponse | None:
+        lane = lane_for(request, self._listened)
+        if lane is None:
+            return None
+        if not self._signed(request):
+            return BoltResponse(status=401, body={"error": "invalid request"})  # as Bolt answers it
+        headers = {k: request.headers[k][0] for k in KEPT_HEADERS if request.headers.get(k)}
+        if request_id := context().get("request_id"):
+            headers[REQUEST_ID_HEADER] = request_id
+        await self._writer.put(lane, request.raw_body, headers)
+        return BoltResponse(status=200, body="")
+
+    def _signed(self, request: BoltRequest) -> bool:
+        timestamp = (request.headers.get("x-slack-request-timestamp") or [None])[0]
+        signature = (request.headers.get("x-slack-signature") or [None])[0]
+        try:
+            return self._verifier.is_valid(request.raw_body, timestamp, signature)
+        except ValueError:  # a timestamp that is not a number
+            return False
+
+
+class InboxDispatcher:
+    """Hands stored requests to Bolt's listeners on a pool of threads, a lane's requests one at a time, oldest
+    first; deletes each once its listener has run. A listener that failed because the database is away leaves its
+    request to be taken again when the lease lapses; any other failure is logged (by the listener's error handler)
+    and the request is done: running a bug again does not fix it."""
+
+    def __init__(self, db: Database, bolt: App, *, threads: int, clock: Callable[[], datetime], sweep_s: float):
+        self._db, self._bolt, self._clock, self._sweep_s = db, bolt, clock, sweep_s
+        self._threads = threads
+        self._pool = ContextThreadPool(threads, thread_name_prefix="slack-inbox")
+        self._lock = threading.Lock()
+        self._in_flight = 0
+        self._finished: list[int] = []
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._loop: threading.Thread | None = None
+        self._database_down = False
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def start(self) -> None:
+        self._loop = threading.Thread(target=self._run, daemon=True, name="slack-inbox")
+        self._loop.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._wake.set()
+        if self._loop is not None:
+            self._loop.join(timeout=30)
+        self._pool.shutdown(wait=True)
+        try:
+            self.dispatch_due(claim=False)
+        except DATABASE_DOWN:
+            pass  # their leases lapse and they are handled again
+
+    def dispatch_due(self, *, claim: bool = True) -> int:
+        """Delete what was handled, then hand the next requests to the pool; returns how many it took."""
+        with self._lock:
+            finished, self._finished = self._finished, []
+            free = self._threads - self._in_flight
+        rows = []
+        try:
+            with self._db.session() as session:
+                if finished:
+                    inbox.handled(session, finished)
+                if claim and free > 0:
+                    rows = inbox.claim(session, now=self._clock(), lease=LEASE, limit=free)
+        except BaseException:
+            with self._lock:
+                self._finished[:0] = finished  # deleted with the next sweep that reaches the database
+            raise
+        for row in rows:
+            if row.attempts > GIVE_UP_AFTER:
+                log.error("dropped a Slack request (lane %s, received %s) after %d attempts: its worker died each "
+                          "time", row.lane, row.received_at.isoformat(), row.attempts - 1)
+                self._done(row.id)
+                continue
+            with self._lock:
+                self._in_flight += 1
+            self._pool.submit(self._handle, row.id, row.body, row.headers)
+        return len(rows)
+
+    def _handle(self, row_id: int, body: str, headers: dict) -> None:
+        try:
+            request_id = headers.get(REQUEST_ID_HEADER)
+            with bound(request_id=request_id, path="/slack/events") if request_id else bound(), \
+                    failures_noted() as failures:
+                try:
+                    self._bolt.dispatch(BoltRequest(body=body, headers={k: v for k, v in headers.items()
+                                                                          if k != REQUEST_ID_HEADER}))
+                except Exception as error:  # noqa: BLE001 - Bolt itself failed: logged, and judged as a listener's
+                    log.error("Bolt failed on a stored Slack request: %s", error, exc_info=error)
+                    failures.append(error)
+            if any(isinstance(f, DATABASE_DOWN) for f in failures):
+                log.warning("a stored Slack request waits for the database; it is handled again in %d s",
+                            LEASE.total_seconds())
+                return
+            self._done(row_id)
+        finally:
+            with self._lock:
+                self._in_flight -= 1
+            self._wake.set()
+
+    def _done(self, row_id: int) -> None:
+        with self._lock:
+            self._finished.append(row_id)
+        self._wake.set()
+
+    def _run(self) -> None:
+        while not self._stopping.is_set():
+            self._wake.wait(timeout=self._sweep_s)
+            self._wake.clear()
+            if self._stopping.is_set():
+                return
+            try:
+                self.dispatch_due()
+            except DATABASE_DOWN as exc:
+                if not self._database_down:
+                    log.error("Slack inbox paused: database unavailable (%s)", type(getattr(exc, "orig", exc)).__name__)
+                self._database_down = True
+                continue
+            except Exception:
+                log.exception("Slack inbox sweep failed")
+                continue
+            if self._database_down:
+                log.info("Slack inbox resumed")
+                self._database_down = False

@@ -1,0 +1,131 @@
+"""`rehearse serve` over HTTP runs in two processes, so that answering Slack never waits for the work behind it.
+
+The web process answers Slack (storing events and clicks in the Slack inbox), the scored-call webhook, slash
+commands and modal submissions. The worker process runs everything after the answer: the inbox's listeners, the
+practice pool (the buyer and the grader), the outbox sender and the scheduled jobs. Python runs one thread at a
+time per process, so in one process a burst of listeners and a slow model's replies would hold up the answers.
+
+They share the database, which holds everything pending, and a doorbell: a socket pair over which the web process
+says "inbox" or "outbox" after committing rows for the worker, so they are taken at once rather than at the next
+sweep. The worker runs at a lower CPU priority, so acknowledgements win the CPU during a burst. When the worker
+dies, the web process starts it again; when the web process dies, the worker's doorbell closes and it stops.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+
+log = logging.getLogger(__name__)
+
+INBOX, OUTBOX = b"i", b"o"
+DOORBELL_FD = "REHEARSE_DOORBELL_FD"  # set by `rehearse serve` for the worker it starts
+NICENESS = 5  # the worker's CPU priority below the web process's
+RESTART_DELAYS_S = (1, 2, 5, 10, 30)
+
+
+class WorkerProcess:
+    """`rehearse worker`, started by the web process, restarted when it exits unasked, and rung on commits."""
+
+    def __init__(self, env: dict[str, str] | None = None):
+        self._env = dict(os.environ if env is None else env)
+        self._stopping = threading.Event()
+        self._process: subprocess.Popen | None = None
+        self._bell: socket.socket | None = None
+        self._watcher: threading.Thread | None = None
+        self.restarts = 0
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process else None
+
+    def start(self) -> None:
+        self._spawn()
+        self._watcher = threading.Thread(target=self._watch, daemon=True, name="worker-watch")
+        self._watcher.start()
+
+    def ring(self, what: bytes) -> None:
+        """Tell the worker there are new rows; never blocks (when it is not listening, its sweep finds them)."""
+        bell = self._bell
+        try:
+            if bell is not None:
+                bell.send(what)
+        except OSError:  # full (rings are waiting already) or the worker is restarting
+            pass
+
+    def stop(self, timeout: float = 30) -> None:
+        """Close the doorbell (the worker finishes what it holds and exits), then wait for it."""
+        self._stopping.set()
+        if self._bell is not None:
+            self._bell.close()
+        if self._process is None:
+            return
+        try:
+            self._process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            log.error("the worker did not stop within %g s; killing it", timeout)
+            self._process.kill()
+            self._process.wait()
+
+    def _spawn(self) -> None:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        ours.setblocking(False)
+        self._process = subprocess.Popen([sys.executable, "-m", "bot", "worker"],
+                                         env={**self._env, DOORBELL_FD: str(theirs.fileno())},
+                                         pass_fds=(theirs.fileno(),))
+        theirs.close()
+        old, self._bell = self._bell, ours
+        if old is not None:
+            old.close()
+        log.info("worker process %d started", self._process.pid)
+
+    def _watch(self) -> None:
+        failures = 0
+        while not self._stopping.is_set():
+            started = time.monotonic()
+            code = self._process.wait()
+            if self._stopping.is_set():
+                return
+            failures = 0 if time.monotonic() - started > 60 else failures + 1
+            delay = RESTART_DELAYS_S[min(failures, len(RESTART_DELAYS_S) - 1)]
+            log.error("worker process exited with %s; starting it again in %d s (what it held is taken again "
+                      "when its lease lapses)", code, delay)
+            if self._stopping.wait(delay):
+                return
+            self._spawn()
+            self.restarts += 1
+
+
+def listen(on_inbox: Callable[[], None], on_outbox: Callable[[], None]) -> None:
+    """The worker's main thread: answer rings until the web process closes the doorbell (or SIGTERM).
+
+    Without a doorbell (a worker run on its own), it runs until SIGTERM and finds new rows by its sweeps.
+    """
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    fd = os.environ.get(DOORBELL_FD)
+    if not fd:
+        while not stop.wait(3600):
+            pass
+        return
+    bell = socket.socket(fileno=int(fd))
+    bell.settimeout(0.5)
+    with bell:
+        while not stop.is_set():
+            try:
+                rung = bell.recv(64)
+            except TimeoutError:
+                continue
+            if not rung:
+                return  # the web process is gone
+            if INBOX in rung:
+                on_inbox()
+            if OUTBOX in rung:
+                on_outbox()

@@ -1,0 +1,52 @@
+"""Slack inbox rows: written when a request is acknowledged, claimed by a worker, deleted once handled."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, func, insert, or_
+from sqlmodel import Session, col, select
+
+from storage.models import SlackInboxItem
+
+
+def record(session: Session, requests: Collection[tuple[str, str, dict]], *, now: datetime) -> None:
+    """Store (lane, body, headers) for each acknowledged request, in arrival order."""
+    session.execute(insert(SlackInboxItem), [
+        {"lane": lane, "body": body, "headers": headers, "received_at": now, "attempts": 0}
+        for lane, body, headers in requests])
+
+
+def claim(session: Session, *, now: datetime, lease: timedelta, limit: int) -> list[SlackInboxItem]:
+    """The oldest row of each lane, unless a worker holds it, oldest first.
+
+    The row being handled stays the oldest of its lane until it is deleted, so a lane's next request waits for it,
+    here and on every other replica. A row whose lease lapsed (its worker died) is taken again. On PostgreSQL,
+    rows another replica is claiming are skipped; when it commits first, the lease it set excludes them.
+    """
+    oldest = select(func.min(SlackInboxItem.id)).group_by(col(SlackInboxItem.lane))
+    query = (
+        select(SlackInboxItem)
+        .where(col(SlackInboxItem.id).in_(oldest),
+               or_(col(SlackInboxItem.lease_until).is_(None), col(SlackInboxItem.lease_until) < now))
+        .order_by(col(SlackInboxItem.id))
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    rows = list(session.exec(query))
+    for row in rows:
+        row.lease_until = now + lease
+        row.attempts += 1
+        session.add(row)
+    return rows
+
+
+def handled(session: Session, row_ids: Collection[int]) -> None:
+    session.execute(delete(SlackInboxItem).where(col(SlackInboxItem.id).in_(sorted(row_ids))))
+
+
+def depth(session: Session) -> tuple[int, datetime | None]:
+    """Rows waiting or being handled, and when the oldest arrived."""
+    count, oldest = session.execute(select(func.count(), func.min(SlackInboxItem.received_at))).one()
+    return count, oldest

@@ -1,0 +1,220 @@
+"""The Slack inbox: events and clicks are answered once stored, handled after, in order per conversation, once."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+
+import httpx
+from slack_bolt import App
+from slack_sdk import WebClient
+from sqlalchemy.exc import OperationalError
+from sqlmodel import func, select
+
+from bot.demo.slack_standin import SlackStandIn
+from bot.handlers import note_failure
+from bot.handlers.inbox import LEASE, InboxDispatcher
+from storage import inbox
+from storage.models import SlackInboxItem
+from tests.conftest import REP
+
+POINTER = "That thread has no practice running"
+
+
+def stored(app) -> list[SlackInboxItem]:  # noqa: ANN001
+    with app.coach.db.reading() as session:
+        return list(session.exec(select(SlackInboxItem).order_by(SlackInboxItem.id)))
+
+
+def test_events_and_clicks_are_answered_once_stored_and_handled_by_the_worker_later(start_app, standin):
+    receiver = start_app(background=False)  # the web process alone: its worker is down
+    answers = [receiver.slack.dm(user=REP, channel="D0ALEX", text=f"hello {i}") for i in range(5)]
+    assert [(r.status_code, r.text) for r in answers] == [(200, "")] * 5, "Slack's answer, nothing for the rep yet"
+    rows = stored(receiver.app)
+    assert [json.loads(r.body)["event"]["text"] for r in rows] == [f"hello {i}" for i in range(5)]
+    assert {r.lane for r in rows} == {"D0ALEX"}, "one rep's DM is one lane"
+    assert rows[0].headers["x-request-id"] == answers[0].headers["x-request-id"], "the request id follows the work"
+    time.sleep(1.1)
+    assert standin.messages_in("D0ALEX") == [], "nothing is handled while no worker runs"
+    metrics = receiver.http.get(f"{receiver.url}/metrics").text
+    assert "rehearse_slack_inbox_pending 5.0" in metrics, "what the engineer on call sees"
+    age = next(line for line in metrics.splitlines() if line.startswith("rehearse_slack_inbox_oldest_age_seconds "))
+    assert float(age.split()[1]) >= 1
+
+    worker = start_app()  # the worker comes up on the same database: it handles all of them, once each
+    standin.wait_for(lambda: len(standin.messages_in("D0ALEX")) >= 5, timeout=10)
+    time.sleep(0.3)
+    assert [POINTER in m["text"] for m in standin.messages_in("D0ALEX")] == [True] * 5
+    assert stored(worker.app) == [], "handled requests are deleted"
+
+
+def test_a_bad_signature_is_refused_before_anything_is_stored(harness):
+    body = json.dumps({"type": "event_callback", "team_id": "T0", "event_id": "EvBAD",
+                       "event": {"type": "message", "channel_type": "im", "channel": "D0ALEX", "user": REP,
+                                 "text": "hi", "ts": "1.1"}})
+    forged = harness.http.post(f"{harness.url}/slack/events", content=body.encode(), headers={
+        "Content-Type": "application/json", "X-Slack-Request-Timestamp": str(int(time.time())),
+        "X-Slack-Signature": "v0=" + "0" * 64})
+    stale = harness.slack.post(body, "application/json", timestamp=int(time.time()) - 600)
+    assert (forged.status_code, stale.status_code) == (401, 401)
+    with harness.app.coach.db.reading() as session:
+        assert session.exec(select(func.count()).select_from(SlackInboxItem)).one() == 0
+
+
+def test_what_needs_bolts_own_answer_is_answered_before_the_ack(harness):
+    """A command's answer is its content; an event nothing listens to is Bolt's 404 (Slack only sends what the
+    manifest subscribes to); neither is stored."""
+    drill = harness.slack.command("/drill", user=REP, text="")
+    assert drill.status_code == 200 and drill.text.strip(), "the picker or a hint, in the answer itself"
+    assert harness.slack.event({"type": "reaction_added", "user": REP}).status_code == 404
+    with harness.app.coach.db.reading() as session:
+        assert session.exec(select(func.count()).select_from(SlackInboxItem)).one() == 0
+
+
+def test_the_worker_failing_on_the_database_leaves_the_request_to_be_handled_again(db, standin):
+    """A listener that hit a database outage has not had its effect: the request is taken again after its lease,
+    not dropped. Any other failure is a bug, logged, and the request is done."""
+    calls: list[str] = []
+    bolt = _stored_requests_bolt(standin)
+
+    @bolt.event("message")
+    def flaky(event) -> None:  # noqa: ANN001
+        calls.append(event["text"])
+        if event["text"] == "outage" and calls.count("outage") == 1:
+            raise OperationalError("INSERT", None, Exception("could not connect to server"))
+        if event["text"] == "bug":
+            raise ValueError("a bug, not an outage")
+
+    bolt.error(lambda error: note_failure(error))  # as `handlers.register` does
+    now = datetime(2026, 11, 30, 9, tzinfo=UTC)
+    clock = [now]
+    dispatcher = InboxDispatcher(db, bolt, threads=4, clock=lambda: clock[0], sweep_s=0.05)
+    with db.session() as session:
+        inbox.record(session, [(f"D{i}", _event_body(text), {"content-type": "application/json"})
+                               for i, text in enumerate(["outage", "bug"])], now=now)
+    _settle(dispatcher)
+    assert sorted(calls) == ["bug", "outage"]
+    with db.reading() as session:
+        left = list(session.exec(select(SlackInboxItem)))
+    assert [json.loads(r.body)["event"]["text"] for r in left] == ["outage"], "the bug is done, the outage waits"
+    assert left[0].lease_until > now
+
+    _settle(dispatcher)
+    assert sorted(calls) == ["bug", "outage"], "not taken again while its lease runs"
+    clock[0] = now + LEASE + timedelta(seconds=1)
+    _settle(dispatcher)
+    assert sorted(calls) == ["bug", "outage", "outage"]
+    with db.reading() as session:
+        assert session.exec(select(func.count()).select_from(SlackInboxItem)).one() == 0
+    dispatcher.stop()
+
+
+def test_a_lanes_requests_run_one_at_a_time_in_order_and_each_once_with_two_workers(db, standin):
+    """Two workers (replicas) take from one inbox: every request is handled once, and each conversation's requests
+    in the order they came, even while a slow one holds its lane."""
+    lanes, per_lane = 12, 6
+    handled: list[tuple[str, int]] = []
+    running: dict[str, int] = {}
+    overlaps: list[str] = []
+    guard = threading.Lock()
+
+    def make_bolt() -> App:
+        bolt = _stored_requests_bolt(standin)
+
+        @bolt.event("message")
+        def record(event) -> None:  # noqa: ANN001
+            lane, seq = event["channel"], int(event["text"])
+            with guard:
+                running[lane] = running.get(lane, 0) + 1
+                if running[lane] > 1:
+                    overlaps.append(lane)
+            time.sleep(0.03 if seq % 2 == 0 else 0.001)
+            with guard:
+                running[lane] -= 1
+                handled.append((lane, seq))
+
+        return bolt
+
+    with db.session() as session:
+        inbox.record(session, [(f"D{lane:02d}", _event_body(str(seq), channel=f"D{lane:02d}"),
+                                {"content-type": "application/json"})
+                               for seq in range(per_lane) for lane in range(lanes)], now=datetime.now(UTC))
+    second = db if not db.is_postgres else type(db)(db.url)  # a replica has its own connections
+    workers = [InboxDispatcher(d, make_bolt(), threads=8, clock=lambda: datetime.now(UTC), sweep_s=0.02)
+               for d in (db, second)]
+    for worker in workers:
+        worker.start()
+    deadline = time.monotonic() + 30
+    while len(handled) < lanes * per_lane and time.monotonic() < deadline:
+        time.sleep(0.05)
+    for worker in workers:
+        worker.stop()
+    assert len(handled) == lanes * per_lane and len(set(handled)) == len(handled), "each once"
+    for lane in range(lanes):
+        assert [s for name, s in handled if name == f"D{lane:02d}"] == list(range(per_lane)), "in order"
+    assert overlaps == [], "one request of a lane at a time"
+    with db.reading() as session:
+        assert session.exec(select(func.count()).select_from(SlackInboxItem)).one() == 0
+
+
+def test_a_request_whose_worker_keeps_dying_is_dropped_after_five_attempts_and_logged(db, standin, caplog):
+    bolt = _stored_requests_bolt(standin)
+    seen: list[str] = []
+    bolt.event("message")(lambda event: seen.append(event["text"]))
+    now = datetime(2026, 11, 30, 9, tzinfo=UTC)
+    with db.session() as session:
+        inbox.record(session, [("D1", _event_body("poison"), {"content-type": "application/json"})], now=now)
+        for attempt in range(5):  # five workers died holding it
+            inbox.claim(session, now=now + attempt * (LEASE + timedelta(seconds=1)), lease=LEASE, limit=10)
+    dispatcher = InboxDispatcher(db, bolt, threads=2, clock=lambda: now + 6 * LEASE, sweep_s=0.05)
+    _settle(dispatcher)
+    dispatcher.stop()
+    assert seen == []
+    assert "dropped a Slack request (lane D1" in caplog.text and "after 5 attempts" in caplog.text
+    with db.reading() as session:
+        assert session.exec(select(func.count()).select_from(SlackInboxItem)).one() == 0
+
+
+def test_a_burst_of_replies_is_stored_in_fewer_transactions_than_requests(start_app):
+    """Whatever arrives while one transaction commits goes into the next: a burst is not one commit per request."""
+    h, replies = start_app(background=False), 40
+    commits: list[int] = []
+    h.app.inbox.on_commit(lambda: commits.append(1))
+
+    async def burst() -> list[int]:
+        async with httpx.AsyncClient(timeout=10) as http:
+            bodies = [_event_body(f"r{i}", channel=f"D{i:03d}") for i in range(replies)]
+            signed = [h.slack.signed_headers(b, "application/json") for b in bodies]
+            answers = await asyncio.gather(*(http.post(f"{h.url}/slack/events", content=b.encode(), headers=s)
+                                             for b, s in zip(bodies, signed, strict=True)))
+            return [a.status_code for a in answers]
+
+    assert asyncio.run(burst()) == [200] * replies
+    assert len(stored(h.app)) == replies
+    assert len(commits) < replies
+
+
+def _stored_requests_bolt(standin: SlackStandIn) -> App:
+    """A Bolt app as the worker's: no signature check (the receiver made it), listeners run before `dispatch` ends."""
+    return App(client=WebClient(token=standin.bot_token, base_url=standin.base_url),
+               request_verification_enabled=False, token_verification_enabled=False, process_before_response=True)
+
+
+def _event_body(text: str, *, channel: str = "D0ALEX") -> str:
+    return json.dumps({"type": "event_callback", "team_id": "T0REHEARSE", "event_id": f"Ev{time.time_ns()}{text}",
+                       "event": {"type": "message", "channel_type": "im", "channel": channel, "user": REP,
+                                 "text": text, "ts": f"{time.time():.6f}"}})
+
+
+def _settle(dispatcher: InboxDispatcher) -> None:
+    """Sweep until nothing more is taken and nothing is running."""
+    for _ in range(100):
+        taken = dispatcher.dispatch_due()
+        time.sleep(0.05)
+        if not taken and dispatcher.dispatch_due() == 0:
+            break
+    dispatcher.dispatch_due(claim=False)
+
