@@ -389,10 +389,23 @@ class _Families:
 
 
 def metrics_text(db: Any) -> bytes:
-    """The whole exposition: this process's counters and histograms, then the database gauges."""
+    """The whole exposition: the counters and histograms (of every process of `rehearse serve`), then the database
+    gauges."""
     scrape = CollectorRegistry(auto_describe=False)
     scrape.register(_Families(database_families(db)))
-    return generate_latest(REGISTRY) + generate_latest(scrape)
+    return generate_latest(_process_registry()) + generate_latest(scrape)
+
+
+def _process_registry() -> CollectorRegistry:
+    """This process's metrics; with PROMETHEUS_MULTIPROC_DIR (set by `serve` for itself and its worker), the sums
+    over every process that wrote there, the worker's sender and model calls included."""
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return REGISTRY
+    from prometheus_client import multiprocess
+
+    merged = CollectorRegistry()
+    multiprocess.MultiProcessCollector(merged)
+    return merged
 
 
 def metrics_endpoint(db: Any, token: str | None = None) -> Callable:

@@ -2,23 +2,27 @@
 
 from __future__ import annotations
 
+import fcntl
 import logging
+import os
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import create_engine, event, text
+from sqlalchemy import create_engine, event, make_url, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session
 
 log = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).parent / "migrations"
-WRITE_WAIT_S = 30  # on SQLite, the longest a writer waits for its turn in this process, and then for the file's lock
+WRITE_WAIT_S = 30  # on SQLite, the longest a writer waits for its turn, and then for the file's lock
+TURN_POLL_S = 0.0005  # how often a writer of another process looks whether the turn is free
 
 
 def make_engine(url: str) -> Engine:
@@ -53,9 +57,13 @@ class Database:
         self.url = url
         self.engine = make_engine(url)
         self._on_outbox_commit: list[Callable[[], None]] = []
-        # SQLite has one writer at a time. Writers of this process queue here rather than in SQLite's busy
-        # handler, which sleeps (up to 100 ms a try) and leaves the lock idle while they sleep.
+        # SQLite has one writer at a time. Writers queue for a turn here rather than in SQLite's busy handler, which
+        # sleeps (up to 100 ms a try) and leaves the lock idle while they sleep: a writer that kept missing the lock
+        # waited 300 ms in a burst. Those of this process queue on a lock; those of other processes (`serve`'s web
+        # process and its worker, a `rehearse ingest`) on a file lock beside the database.
         self._writers = threading.RLock() if url.startswith("sqlite") else None
+        self._turns_held = 0
+        self._turn_file = _turn_file(url) if self._writers is not None else None
 
     @property
     def is_postgres(self) -> bool:
@@ -68,7 +76,7 @@ class Database:
     @contextmanager
     def session(self) -> Iterator[Session]:
         """A unit of work: commits on success, rolls back on error."""
-        with self._writer_turn(), Session(self.engine, expire_on_commit=False) as session:
+        with self.writer_turn(), Session(self.engine, expire_on_commit=False) as session:
             try:
                 yield session
                 session.commit()
@@ -81,17 +89,25 @@ class Database:
                 callback()
 
     @contextmanager
-    def _writer_turn(self) -> Iterator[None]:
-        """On SQLite, this process's writers one at a time; a writer that waits longer than WRITE_WAIT_S fails as if
-        SQLite were locked (another process holding the lock must not queue this process's writers forever)."""
+    def writer_turn(self) -> Iterator[None]:
+        """On SQLite, one writer at a time across this database's processes; a writer that waits longer than
+        WRITE_WAIT_S fails as if SQLite were locked (a process holding the lock must not queue the others forever)."""
         if self._writers is None:
             yield
             return
+        deadline = time.monotonic() + WRITE_WAIT_S
         if not self._writers.acquire(timeout=WRITE_WAIT_S):
-            waited = sqlite3.OperationalError(f"database is locked: no turn to write within {WRITE_WAIT_S} s")
-            raise OperationalError("BEGIN IMMEDIATE", None, waited)
+            raise _locked(f"no turn to write within {WRITE_WAIT_S} s")
         try:
-            yield
+            if self._turns_held == 0 and self._turn_file is not None:
+                _take_file_turn(self._turn_file, deadline)
+            self._turns_held += 1
+            try:
+                yield
+            finally:
+                self._turns_held -= 1
+                if self._turns_held == 0 and self._turn_file is not None:
+                    fcntl.flock(self._turn_file, fcntl.LOCK_UN)
         finally:
             self._writers.release()
 
@@ -124,3 +140,29 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+        if self._turn_file is not None:
+            os.close(self._turn_file)
+            self._turn_file = None
+
+
+def _turn_file(url: str) -> int | None:
+    """The file whose lock is the writers' turn: beside the database file (none for an in-memory database)."""
+    path = make_url(url).database
+    if not path or path == ":memory:" or path.startswith("file:"):
+        return None
+    return os.open(f"{path}-writers.lock", os.O_RDWR | os.O_CREAT, 0o600)
+
+
+def _take_file_turn(fd: int, deadline: float) -> None:
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                raise _locked(f"no turn to write within {WRITE_WAIT_S} s (another process is writing)") from None
+            time.sleep(TURN_POLL_S)
+
+
+def _locked(why: str) -> OperationalError:
+    return OperationalError("BEGIN IMMEDIATE", None, sqlite3.OperationalError(f"database is locked: {why}"))

@@ -356,6 +356,12 @@ def test_serve_runs_its_worker_apart_restarts_it_after_kill_9_and_it_stops_with_
         second = serve.worker_pid()
         assert second not in (None, first)
 
+        # The worker's counters reach the web process's /metrics: a Slack error the worker's sender met.
+        standin.fail_next("chat.postMessage", status=200, error="channel_not_found")
+        assert driver.dm(user=REP, channel="D0ALEX", text="anyone?").status_code == 200
+        counted = 'rehearse_slack_api_errors_total{error="channel_not_found",method="chat.postMessage"} 1.0'
+        _wait(lambda: counted in httpx.get(f"{serve.url}/metrics").text, 10, "the worker's error in /metrics")
+
         os.kill(serve.process.pid, signal.SIGKILL)  # the web process alone
         serve.process.wait(timeout=10)
         _wait(lambda: not _alive(second), 15, "the orphaned worker to stop")

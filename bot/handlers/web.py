@@ -79,16 +79,16 @@ def routes(*, bolt: App, coach: Coach, webhook_secret: str | None, receiver: Sla
         if body is None:
             return _error(413, f"body is over {MAX_BODY} bytes; Slack never sends that much")
         try:
+            # Events and clicks are answered once stored (the Slack inbox); what needs Bolt's answer waits for it.
+            answered = await receiver.take(body, request.headers)
+            if answered is not None:
+                return answered
             bolt_request = to_bolt_request(request, body)
-        except (TypeError, ValueError, AttributeError, KeyError, IndexError):
+        except (TypeError, ValueError, AttributeError, KeyError, IndexError, RecursionError):
             # Bolt reads the payload (before checking its signature) assuming Slack's shapes: odd ones are refused
             log.warning("refused a request to /slack/events: its payload is not shaped as Slack's are")
             return _error(400, "not a Slack payload: Bolt cannot read it")
-        # Events and clicks are answered once stored (the Slack inbox); what needs Bolt's own answer waits for it.
-        bolt_response = await receiver.take(bolt_request)
-        if bolt_response is None:
-            bolt_response = await run_in_threadpool(bolt.dispatch, bolt_request)
-        return to_starlette_response(bolt_response)
+        return to_starlette_response(await run_in_threadpool(bolt.dispatch, bolt_request))
 
     async def scored_calls(request: Request) -> Response:
         if not webhook_secret:

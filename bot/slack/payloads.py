@@ -1,0 +1,52 @@
+"""Slack's request bodies, read as Bolt reads them, only faster where it matters.
+
+A click arrives as `payload=` plus 5 to 20 KB of URL-encoded JSON (the whole message clicked, blocks included).
+`urllib.parse` decodes the percent escapes one at a time in Python: about 1 ms a click, which in a burst of clicks
+is most of the time to answer them all. Here binascii's quoted-printable decoder (C) does the same work.
+"""
+
+from __future__ import annotations
+
+import binascii
+import json
+import re
+import urllib.parse
+from typing import Any
+
+# What the fast path does not read as urllib would: a "%" without two hex digits, line breaks (quoted-printable soft
+# breaks), anything outside ASCII.
+_NOT_PLAIN = re.compile(r"%(?![0-9A-Fa-f]{2})|[\r\n]|[^\x00-\x7f]")
+
+
+def unquote_plus(text: str) -> str:
+    """`urllib.parse.unquote_plus(text)`, the same result, decoded in C when the text is plain ASCII."""
+    if "%" not in text:
+        return text.replace("+", " ")
+    if _NOT_PLAIN.search(text):
+        return urllib.parse.unquote_plus(text)
+    # "%XX" -> "=XX" is quoted-printable; a literal "=" is first written as its own escape, "=3D".
+    decoded = binascii.a2b_qp(text.replace("+", " ").replace("=", "=3D").replace("%", "=").encode("ascii"))
+    return decoded.decode("utf-8", "replace")
+
+
+def form_fields(body: str) -> dict[str, str]:
+    """`dict(urllib.parse.parse_qsl(body, keep_blank_values=True))`: a field named twice keeps its last value."""
+    fields: dict[str, str] = {}
+    for pair in body.split("&"):
+        if pair:
+            name, _, value = pair.partition("=")
+            fields[unquote_plus(name)] = unquote_plus(value)
+    return fields
+
+
+def read_body(body: str, content_type: str | None) -> dict[str, Any]:
+    """The payload of a request to /slack/events, as `slack_bolt.request.internals.parse_body` reads it."""
+    if not body:
+        return {}
+    if content_type == "application/json" or body.startswith("{"):
+        return json.loads(body)
+    fields = form_fields(body)
+    if "payload" in body:
+        payload = fields.get("payload")
+        return json.loads(payload) if payload is not None else {}
+    return fields
