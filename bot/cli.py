@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import shutil
@@ -93,6 +94,7 @@ def worker(verbose: bool = typer.Option(True, help="Log at INFO level.")) -> Non
     os.nice(NICENESS)  # Slack's acknowledgements in the web process come first
     app = _app(settings)
     app.start()
+    gc.freeze()  # as `serve` does: the collector stops walking the app's long-lived objects (see Rehearse.serve)
     try:
         listen(on_inbox=app.dispatcher.wake, on_outbox=app.wake_sender)
     finally:

@@ -352,13 +352,14 @@ def database_families(db: Any, now: datetime | None = None) -> list[GaugeMetricF
     inbox_age = GaugeMetricFamily("rehearse_slack_inbox_oldest_age_seconds",
                                   "Age of the oldest Slack request not yet handled (grows while no worker runs)")
     try:
-        with db.session() as session:
+        with db.reading() as session:  # takes no turn from the writers
             counts = dict(session.exec(select(Nudge.state, func.count()).group_by(Nudge.state)).all())
             pending = session.exec(select(func.count()).select_from(OutboxMessage)
                                    .where(OutboxMessage.status == OutboxStatus.PENDING)).one()
             oldest = session.exec(select(func.min(OutboxMessage.created_at)).where(
                 OutboxMessage.status == OutboxStatus.PENDING,
                 or_(col(OutboxMessage.held_until).is_(None), col(OutboxMessage.held_until) <= now))).one()
+        with db.inbox.reading() as session:
             waiting, first_received = inbox.depth(session)
     except Exception:  # noqa: BLE001 - a scrape during an outage reports the outage, not a 500
         logging.getLogger(__name__).warning("metrics: the database did not answer")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import logging
 import os
@@ -60,10 +61,24 @@ class Database:
         # SQLite has one writer at a time. Writers queue for a turn here rather than in SQLite's busy handler, which
         # sleeps (up to 100 ms a try) and leaves the lock idle while they sleep: a writer that kept missing the lock
         # waited 300 ms in a burst. Those of this process queue on a lock; those of other processes (`serve`'s web
-        # process and its worker, a `rehearse ingest`) on a file lock beside the database.
+        # process and its worker, a `rehearse ingest`) on record locks in a file beside the database.
         self._writers = threading.RLock() if url.startswith("sqlite") else None
         self._turns_held = 0
         self._turn_file = _turn_file(url) if self._writers is not None else None
+        self._inbox: Database | None = None
+
+    @property
+    def inbox(self) -> Database:
+        """Where the Slack inbox lives (`storage.inbox`): this database on PostgreSQL; on SQLite, a file of its own
+        beside it (`<db>-inbox`). SQLite has one writer per file, and storing what Slack sends must not wait for the
+        worker's writes: in a burst, the web process waited up to 70 ms a commit for one of them to end."""
+        if self._inbox is None:
+            path = make_url(self.url).database
+            if self._turn_file is None or not path:
+                self._inbox = self
+            else:
+                self._inbox = Database(make_url(self.url).set(database=f"{path}-inbox").render_as_string(False))
+        return self._inbox
 
     @property
     def is_postgres(self) -> bool:
@@ -107,7 +122,7 @@ class Database:
             finally:
                 self._turns_held -= 1
                 if self._turns_held == 0 and self._turn_file is not None:
-                    fcntl.flock(self._turn_file, fcntl.LOCK_UN)
+                    fcntl.lockf(self._turn_file, fcntl.LOCK_UN, 1, TURN)
         finally:
             self._writers.release()
 
@@ -128,6 +143,10 @@ class Database:
                 conn.execute(text("SELECT pg_advisory_xact_lock(727274)"))
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")
+            if self.inbox is not self:  # its one table, created while this transaction keeps other processes out
+                from storage.models import SlackInboxItem
+
+                SlackInboxItem.metadata.create_all(self.inbox.engine, tables=[SlackInboxItem.__table__])
 
     def healthy(self) -> bool:
         try:
@@ -140,6 +159,8 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+        if self._inbox is not None and self._inbox is not self:
+            self._inbox.dispose()
         if self._turn_file is not None:
             os.close(self._turn_file)
             self._turn_file = None
@@ -153,12 +174,30 @@ def _turn_file(url: str) -> int | None:
     return os.open(f"{path}-writers.lock", os.O_RDWR | os.O_CREAT, 0o600)
 
 
+# Two bytes of the lock file: a writer first queues (QUEUE), then waits for the turn (TURN) and leaves the queue. While
+# one process holds the turn and another waits for it, a third (or the holder again, with its next transaction)
+# waits at the queue: the turn alternates between processes instead of staying with the busiest one. These are POSIX
+# record locks, held per process: two `Database` objects on one file in one process do not exclude each other here
+# (SQLite's own lock still does). The turn only orders writers; SQLite's lock is what keeps them apart.
+QUEUE, TURN = 0, 1
+
+
 def _take_file_turn(fd: int, deadline: float) -> None:
+    _lock_byte(fd, QUEUE, deadline)
+    try:
+        _lock_byte(fd, TURN, deadline)
+    finally:
+        fcntl.lockf(fd, fcntl.LOCK_UN, 1, QUEUE)
+
+
+def _lock_byte(fd: int, byte: int, deadline: float) -> None:
     while True:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, byte)
             return
-        except BlockingIOError:
+        except OSError as exc:
+            if exc.errno not in (errno.EACCES, errno.EAGAIN):
+                raise
             if time.monotonic() > deadline:
                 raise _locked(f"no turn to write within {WRITE_WAIT_S} s (another process is writing)") from None
             time.sleep(TURN_POLL_S)

@@ -1,11 +1,14 @@
-"""Slack inbox rows: written when a request is acknowledged, claimed by a worker, deleted once handled."""
+"""Slack inbox rows: written when a request is acknowledged, claimed by a worker, deleted once handled.
+
+Sessions here are of `Database.inbox` (on SQLite, a file of its own beside the database).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Collection
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, func, insert, or_
+from sqlalchemy import delete, func, or_
 from sqlmodel import Session, col, select
 
 from storage.models import SlackInboxItem
@@ -13,7 +16,7 @@ from storage.models import SlackInboxItem
 
 def record(session: Session, requests: Collection[tuple[str, str, dict]], *, now: datetime) -> None:
     """Store (lane, body, headers) for each acknowledged request, in arrival order."""
-    session.execute(insert(SlackInboxItem), [
+    session.execute(SlackInboxItem.__table__.insert(), [
         {"lane": lane, "body": body, "headers": headers, "received_at": now, "attempts": 0}
         for lane, body, headers in requests])
 

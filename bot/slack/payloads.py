@@ -9,23 +9,21 @@ from __future__ import annotations
 
 import binascii
 import json
-import re
 import urllib.parse
 from typing import Any
-
-# What the fast path does not read as urllib would: a "%" without two hex digits, line breaks (quoted-printable soft
-# breaks), anything outside ASCII.
-_NOT_PLAIN = re.compile(r"%(?![0-9A-Fa-f]{2})|[\r\n]|[^\x00-\x7f]")
 
 
 def unquote_plus(text: str) -> str:
     """`urllib.parse.unquote_plus(text)`, the same result, decoded in C when the text is plain ASCII."""
-    if "%" not in text:
+    escapes = text.count("%")
+    if not escapes:
         return text.replace("+", " ")
-    if _NOT_PLAIN.search(text):
+    if not text.isascii() or "\n" in text or "\r" in text:  # line breaks mean something in quoted-printable
         return urllib.parse.unquote_plus(text)
     # "%XX" -> "=XX" is quoted-printable; a literal "=" is first written as its own escape, "=3D".
     decoded = binascii.a2b_qp(text.replace("+", " ").replace("=", "=3D").replace("%", "=").encode("ascii"))
+    if len(decoded) != len(text) - 2 * escapes:  # a "%" without two hex digits: urllib keeps it as it is
+        return urllib.parse.unquote_plus(text)
     return decoded.decode("utf-8", "replace")
 
 
