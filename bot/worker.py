@@ -26,6 +26,8 @@ from collections.abc import Callable
 log = logging.getLogger(__name__)
 
 INBOX, OUTBOX = b"i", b"o"
+READY = b"ready"  # the worker's one message to the web process: it has started and takes work
+START_WAIT_S = 60
 DOORBELL_FD = "REHEARSE_DOORBELL_FD"  # set by `rehearse serve` for the worker it starts
 NICENESS = 5  # the worker's CPU priority below the web process's
 RESTART_DELAYS_S = (1, 2, 5, 10, 30)
@@ -47,7 +49,8 @@ class WorkerProcess:
         return self._process.pid if self._process else None
 
     def start(self) -> None:
-        self._spawn()
+        """Start the worker and wait until it takes work, so that a healthy web server means a working whole."""
+        self._spawn(wait=True)
         self._watcher = threading.Thread(target=self._watch, daemon=True, name="worker-watch")
         self._watcher.start()
 
@@ -74,13 +77,21 @@ class WorkerProcess:
             self._process.kill()
             self._process.wait()
 
-    def _spawn(self) -> None:
+    def _spawn(self, *, wait: bool = False) -> None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        ours.setblocking(False)
         self._process = subprocess.Popen([sys.executable, "-m", "bot", "worker"],
                                          env={**self._env, DOORBELL_FD: str(theirs.fileno())},
                                          pass_fds=(theirs.fileno(),))
         theirs.close()
+        if wait:
+            ours.settimeout(START_WAIT_S)
+            try:
+                ready = ours.recv(16) == READY
+            except TimeoutError:
+                ready = False
+            if not ready:  # it is watched: started again if it exits; its work waits in the database meanwhile
+                log.error("worker process %d did not report ready within %d s", self._process.pid, START_WAIT_S)
+        ours.setblocking(False)
         old, self._bell = self._bell, ours
         if old is not None:
             old.close()
@@ -118,6 +129,7 @@ def listen(on_inbox: Callable[[], None], on_outbox: Callable[[], None]) -> None:
     bell = socket.socket(fileno=int(fd))
     bell.settimeout(0.5)
     with bell:
+        bell.send(READY)
         while not stop.is_set():
             try:
                 rung = bell.recv(64)
