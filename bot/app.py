@@ -122,7 +122,7 @@ class Rehearse:
     scheduler: BackgroundScheduler
     inbox: InboxWriter
     dispatcher: InboxDispatcher
-    worker: WorkerProcess | None = None  # `serve` over HTTP: the work after Slack's answer runs in this process
+    worker: WorkerProcess | None = None  # `serve` over HTTP: the process doing the work behind Slack's answers
     _socket_mode: object | None = field(default=None, repr=False)
 
     def wake_sender(self) -> None:
@@ -188,8 +188,8 @@ class Rehearse:
         # again while requests come in (a full collection over it took tens of milliseconds in a burst).
         gc.freeze()
         try:
-            # uvicorn's lines go through our handler (JSON, redacted) too, at its level: at INFO (`--verbose`, the
-            # default) a line for each request, which costs the web process about 0.2 ms a request in a burst
+            # uvicorn's lines go through our handler (JSON, redacted) too, at our level: at INFO (`--verbose`, the
+            # default) a line for each request
             level = logging.getLevelName(logging.getLogger().getEffectiveLevel()).lower()
             uvicorn.run(self.web, host=host, port=self.settings.port, log_level=level, log_config=None)
         finally:
