@@ -1,11 +1,11 @@
 """Acknowledgement latency while a slow model plays the buyer (issue 5).
 
-Starts `rehearse serve` in its own process against the Slack Web API stand-in, with the buyer played
-by a fake OpenAI-compatible model that takes MODEL_DELAY seconds to answer. Half the reps have a practice thread
-open, the other half have the `/drill` picker in front of them. Then every rep acts at the same instant: a thread
-reply to the buyer, or a click on the picker's Start button, signed as Slack signs them. It measures how long each
-request takes to be answered (Slack's 3-second acknowledgement) and waits until every buyer reply has replaced its
-"typing…" placeholder and every picked drill has opened.
+Starts `rehearse serve` (its web process and the worker it starts) against the Slack Web API stand-in, with the
+buyer played by a fake OpenAI-compatible model that takes MODEL_DELAY seconds to answer. Half the reps have a
+practice thread open, the other half have the `/drill` picker in front of them. Then every rep acts at the same
+instant: a thread reply to the buyer, or a click on the picker's Start button, signed as Slack signs them. It
+measures how long each request takes to be answered (Slack's 3-second acknowledgement) and waits until every buyer
+reply has replaced its "typing…" placeholder and every picked drill has opened.
 
 The requests are built and signed before the burst and sent over connections opened beforehand, from one
 asyncio loop, so the load generator's own work does not land inside the figures. Two baselines, the same burst
@@ -102,7 +102,7 @@ def one_run(reps: int, delay: float) -> dict:
                        "application/json") for i in range(reps)])
             bolt_only = asyncio.run(_burst(port, challenges))
             if os.environ.get("BENCH_PROFILE"):
-                subprocess.Popen(["py-spy", "record", "--gil", "--nonblocking", "-r", "250", "-d", "3", "-f", "raw",
+                subprocess.Popen(["py-spy", "record", "--gil", "--nonblocking", "-r", "1000", "-d", "2", "-f", "raw",
                                   "-o", os.environ["BENCH_PROFILE"], "--pid", str(server.pid)])
                 time.sleep(1)
             started = time.monotonic()
