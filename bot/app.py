@@ -47,7 +47,7 @@ from bot.slack.directory import SlackDirectory
 from bot.slack.installation import resume_if_slack_answers
 from bot.slack.sender import DATABASE_DOWN, OutboxSender
 from bot.telemetry import ContextThreadPool, MeteredWebClient, RequestIds, keep_secret, slack_request_ids
-from bot.worker import INBOX, OUTBOX, WorkerProcess
+from bot.worker import INBOX, OUTBOX, WorkerProcess, listen
 from storage import queries
 from storage.db import Database
 
@@ -184,9 +184,7 @@ class Rehearse:
             self.worker.start()
         else:
             self.start()
-        # What was built so far lives as long as the process: keep the garbage collector from walking it again and
-        # again while requests come in (a full collection over it took tens of milliseconds in a burst).
-        gc.freeze()
+        _freeze_what_was_built()
         try:
             # uvicorn's lines go through our handler (JSON, redacted) too, at our level: at INFO (`--verbose`, the
             # default) a line for each request
@@ -194,6 +192,23 @@ class Rehearse:
             uvicorn.run(self.web, host=host, port=self.settings.port, log_level=level, log_config=None)
         finally:
             self.stop()
+
+
+    def work(self) -> None:
+        """The life of `rehearse worker`: start the work behind the answers, take rings from the web process until it
+        goes (or SIGTERM), then stop."""
+        self.start()
+        _freeze_what_was_built()
+        try:
+            listen(on_inbox=self.dispatcher.wake, on_outbox=self.wake_sender)
+        finally:
+            self.stop()
+
+
+def _freeze_what_was_built() -> None:
+    """What was built so far lives as long as the process: keep the garbage collector from walking it again and again
+    while requests come in (in one burst, half the web process's time was a full collection over it)."""
+    gc.freeze()
 
 
 def chase_approvals(coach: Coach, *, now: datetime) -> None:

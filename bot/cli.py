@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import logging
 import os
 import shutil
@@ -86,19 +85,13 @@ def serve(verbose: bool = typer.Option(True, help="Log at INFO level.")) -> None
 def worker(verbose: bool = typer.Option(True, help="Log at INFO level.")) -> None:
     """Run the work behind the web server (Slack inbox, practice, outbox sender, jobs); `serve` starts it."""
     _logging(verbose, default_format="json")
-    from bot.worker import NICENESS, listen
+    from bot.worker import NICENESS
 
     settings = Settings()
     if problems := settings.serve_problems():
         _fail(problems, "cannot run the worker")
     os.nice(NICENESS)  # Slack's acknowledgements in the web process come first
-    app = _app(settings)
-    app.start()
-    gc.freeze()  # as `serve` does: the collector stops walking the app's long-lived objects (see Rehearse.serve)
-    try:
-        listen(on_inbox=app.dispatcher.wake, on_outbox=app.wake_sender)
-    finally:
-        app.stop()
+    _app(settings).work()
 
 
 @cli.command()

@@ -36,17 +36,11 @@ RESTART_DELAYS_S = (1, 2, 5, 10, 30)
 class WorkerProcess:
     """`rehearse worker`, started by the web process, restarted when it exits unasked, and rung on commits."""
 
-    def __init__(self, env: dict[str, str] | None = None):
-        self._env = dict(os.environ if env is None else env)
+    def __init__(self) -> None:
         self._stopping = threading.Event()
         self._process: subprocess.Popen | None = None
         self._bell: socket.socket | None = None
         self._watcher: threading.Thread | None = None
-        self.restarts = 0
-
-    @property
-    def pid(self) -> int | None:
-        return self._process.pid if self._process else None
 
     def start(self) -> None:
         """Start the worker and wait until it takes work, so that a healthy web server means a working whole."""
@@ -80,7 +74,7 @@ class WorkerProcess:
     def _spawn(self, *, wait: bool = False) -> None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self._process = subprocess.Popen([sys.executable, "-m", "bot", "worker"],
-                                         env={**self._env, DOORBELL_FD: str(theirs.fileno())},
+                                         env={**os.environ, DOORBELL_FD: str(theirs.fileno())},
                                          pass_fds=(theirs.fileno(),))
         theirs.close()
         if wait:
@@ -111,7 +105,6 @@ class WorkerProcess:
             if self._stopping.wait(delay):
                 return
             self._spawn()
-            self.restarts += 1
 
 
 def listen(on_inbox: Callable[[], None], on_outbox: Callable[[], None]) -> None:

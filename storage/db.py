@@ -73,11 +73,9 @@ class Database:
         beside it (`<db>-inbox`). SQLite has one writer per file, and storing what Slack sends must not wait for the
         worker's writes: in a burst, the web process waited up to 70 ms a commit for one of them to end."""
         if self._inbox is None:
-            path = make_url(self.url).database
-            if self._turn_file is None or not path:
-                self._inbox = self
-            else:
-                self._inbox = Database(make_url(self.url).set(database=f"{path}-inbox").render_as_string(False))
+            url = make_url(self.url)
+            self._inbox = self if self._turn_file is None else \
+                Database(url.set(database=f"{url.database}-inbox").render_as_string(hide_password=False))
         return self._inbox
 
     @property

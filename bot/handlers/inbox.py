@@ -65,8 +65,7 @@ def stored_request(body: str, headers: dict) -> BoltRequest:
     """The Bolt request for a stored one. Its body is read here (`bot.slack.payloads`, about 1 ms less a click than
     Bolt's reading) and handed over read, as Socket Mode hands Bolt its requests: already read and already trusted,
     which is the only thing Bolt does differently for that mode (no signature check; the receiver made it)."""
-    content_type = (headers.get("content-type") or "").split(";")[0] or None
-    return BoltRequest(body=read_body(body, content_type), headers={k: v for k, v in headers.items()
+    return BoltRequest(body=read_body(body, headers.get("content-type")), headers={k: v for k, v in headers.items()
                                                                        if k != REQUEST_ID_HEADER}, mode="socket_mode")
 
 
@@ -136,8 +135,7 @@ class SlackReceiver:
         body = raw.decode("utf-8")
         if "\x00" in body:
             raise ValueError("a NUL character: no Slack payload has one, and no database stores it")
-        content_type = headers.get("content-type", "").split(";")[0] or None
-        lane = lane_for(read_body(body, content_type), self._listened)
+        lane = lane_for(read_body(body, headers.get("content-type")), self._listened)
         if lane is None:
             return None
         if not self._signed(raw, headers):
@@ -196,13 +194,15 @@ class InboxDispatcher:
         """Delete what was handled, then hand the next requests to the pool; returns how many it took."""
         with self._lock:
             finished, self._finished = self._finished, []
-            free = self._threads - self._in_flight
+            free = self._threads - self._in_flight if claim else 0
         rows = []
+        if not finished and not free:
+            return 0  # nothing to delete, no thread to hand a request to: no transaction
         try:
             with self._db.session() as session:
                 if finished:
                     inbox.handled(session, finished)
-                if claim and free > 0:
+                if free > 0:
                     rows = inbox.claim(session, now=self._clock(), lease=LEASE, limit=free)
         except BaseException:
             with self._lock:

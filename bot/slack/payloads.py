@@ -38,7 +38,9 @@ def form_fields(body: str) -> dict[str, str]:
 
 
 def read_body(body: str, content_type: str | None) -> dict[str, Any]:
-    """The payload of a request to /slack/events, as `slack_bolt.request.internals.parse_body` reads it."""
+    """The payload of a request to /slack/events, as `slack_bolt.request.internals.parse_body` reads it, given its
+    Content-Type header (parameters such as `; charset=utf-8` are ignored, as Bolt ignores them)."""
+    content_type = (content_type or "").split(";")[0]
     if not body:
         return {}
     if content_type == "application/json" or body.startswith("{"):
