@@ -2,16 +2,27 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from pydantic import ValidationError
 
 
+def _needs_quotes(key: str) -> bool:
+    """A key that would read as more than one step of a path (or as none): `a.b`, `x[0]`, ``, `a: b`."""
+    return not key or any(c in '.[]":' or c.isspace() or not c.isprintable() for c in key)
+
+
 def field_path(loc: tuple[int | str, ...], prefix: str = "") -> str:
-    """`("teams", 1, "approvals_channel")` → `teams[1].approvals_channel`."""
+    """`("teams", 1, "approvals_channel")` → `teams[1].approvals_channel`; an odd key is quoted: `teams[0]["a.b"]`."""
     out = prefix
     for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else f"{'.' if out else ''}{part}"
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif _needs_quotes(str(part)):
+            out += f"[{json.dumps(str(part), ensure_ascii=False)}]"
+        else:
+            out += f"{'.' if out else ''}{part}"
     return out or "(top level)"
 
 

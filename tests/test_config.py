@@ -34,6 +34,10 @@ def test_the_example_config_is_valid():
     (lambda d: d["criteria"]["discovery"].update(threshold=160), "criteria.discovery.threshold:"),
     (lambda d: d["criteria"]["discovery"].update(treshold=50), "criteria.discovery.treshold: unknown setting"),
     (lambda d: d.update(followups={"ladder_days": [60, 14]}), "followups.ladder_days: must be positive"),
+    (lambda d: d.update({".": None}), '["."]: unknown setting'),
+    (lambda d: d["criteria"]["discovery"].update({"threshold.pct": 50}),
+     'criteria.discovery["threshold.pct"]: unknown setting'),
+    (lambda d: d["teams"][0].update({"time zone": "UTC"}), 'teams[0]["time zone"]: unknown setting'),
 ])
 def test_each_mistake_is_named_by_its_path(change, expected):
     data = {"teams": [{"id": "west", "managers": ["U0A"], "approvals_channel": "C0A"}],

@@ -34,6 +34,7 @@ from typer.testing import CliRunner
 from bot.cli import cli
 from bot.config import CoachConfig, ConfigError, load_config, parse_config
 from bot.demo.driver import TEAM_ID, webhook_headers
+from bot.problems import field_path
 from bot.slack import ids
 from tests.conftest import MANAGER, OUTSIDER, REP, TEST_CONFIG, WEBHOOK_SECRET, Harness, low_calls, scored_call
 
@@ -540,14 +541,19 @@ def test_slash_command_text_gets_an_ephemeral_answer(slack, examples):
 EXAMPLE = yaml.safe_load((ROOT / "coach.example.yaml").read_text())
 
 
+_STEP = r'(?:[^.\[\]":\s]+|\[\d+\]|\["(?:[^"\\]|\\.)*"\])'
+PROBLEM = re.compile(rf"(\(top level\)|{_STEP}(?:\.?{_STEP})*): (\S.*)", re.DOTALL)
+
+
 def assert_problems_by_path(exc: ConfigError) -> list[str]:
+    """Each problem is `path: message`, the path one a person can follow (odd keys quoted)."""
     assert exc.problems, "a ConfigError without problems"
     paths = []
     for problem in exc.problems:
-        path, colon, message = problem.partition(": ")
-        assert path and colon and message.strip(), f"a problem without a path: {problem!r}"
+        match = PROBLEM.fullmatch(problem)
+        assert match, f"a problem without a readable path: {problem!r}"
         assert_no_leak(problem)
-        paths.append(path)
+        paths.append(match.group(1))
     return paths
 
 
@@ -579,8 +585,8 @@ def _related(problem_path: str, touched: list[tuple]) -> bool:
     """A problem names a path the mutation touched (or a cross-field rule at the top)."""
     if problem_path == "(top level)":
         return True
-    heads = {str(t[0]) for t in touched if t}
-    return problem_path.split(".")[0].split("[")[0] in heads
+    heads = {field_path(t[:1]) for t in touched if t}
+    return any(problem_path == h or problem_path.startswith((h + ".", h + "[")) for h in heads)
 
 
 @pytest.mark.parametrize("examples", profiles(600))
