@@ -19,6 +19,7 @@ SCENARIOS = load_scenarios(Path(__file__).resolve().parents[1] / "scenarios")
     ("Active_Listening", True, "active-listening"),
     ("spredsheets", False, "status-quo-spreadsheets"),
     ("multi threding", False, "multithread-champion"),
+    ("pri\u200bce", True, "price-objection"),  # a zero-width space pasted inside the word
 ])
 def test_match(typed, found, first):
     exact, matches = match_scenarios(typed, SCENARIOS)

@@ -112,6 +112,12 @@ def test_drill_with_no_text_offers_a_picker_grouped_by_skill(harness):
     harness.standin.wait_for(lambda: len(harness.thread(drill)) >= 2)
 
 
+def test_drill_with_only_invisible_text_offers_the_picker(harness):
+    """A zero-width space or a BOM pasted after `/drill` is nothing typed: the picker, not "No drill matches"."""
+    picker = harness.slack.command(ids.DRILL_COMMAND, user=REP, text=" \u200b\ufeff ").json()
+    assert picker["blocks"][0]["text"]["text"].startswith("*Pick a drill.*")
+
+
 def test_the_picker_puts_the_reps_focus_skill_first(harness):
     harness.send_calls(low_calls())
     harness.approval_message()  # an open nudge on objection handling

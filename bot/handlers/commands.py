@@ -10,7 +10,7 @@ from bot.slack import ids
 
 
 def drill(ack, command, coach: Coach) -> None:
-    if not command.get("text", "").strip():
+    if drills.wants_menu(command.get("text", "")):
         ack(**drills.drill_menu(coach, user_id=command["user_id"]))
         return
     answer, scenario = drills.answer_drill(coach.scenarios, command.get("text", ""))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import unicodedata
 from collections.abc import Mapping
 
 from bot.coach import Coach
@@ -12,7 +13,14 @@ from bot.slack import blocks
 
 
 def _words(text: str) -> str:
-    return text.lower().replace("_", " ").replace("-", " ").strip()
+    """The request as words to match: lower case, `_`/`-` as spaces, invisible characters (zero-width, BOM) gone."""
+    visible = "".join(c for c in text if unicodedata.category(c) != "Cf")
+    return visible.lower().replace("_", " ").replace("-", " ").strip()
+
+
+def wants_menu(text: str) -> bool:
+    """`/drill` with nothing readable after it (spaces or invisible characters only) asks for the picker."""
+    return not _words(text)
 
 
 def _contains(wanted: str, scenario: Scenario) -> bool:
