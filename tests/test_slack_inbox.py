@@ -61,6 +61,26 @@ def test_events_and_clicks_are_answered_once_stored_and_handled_by_the_worker_la
     assert stored(worker.app) == [], "handled requests are deleted"
 
 
+def test_messages_the_roleplay_never_answers_are_acknowledged_without_being_stored(start_app):
+    """The bot's own posts in a DM, its edits of them and channel chatter come back as message events: Slack gets
+    its 200, the inbox stays empty (three events a roleplay turn would be stored otherwise, two of them for
+    nothing)."""
+    h = start_app(background=False)  # no worker: what is stored stays visible
+    ts = f"{time.time():.6f}"
+    ignored = [
+        {"type": "message", "channel_type": "im", "channel": "D0ALEX", "user": "U0BOT", "bot_id": "B0REHEARSE",
+         "text": "Dana is typing…", "ts": ts},
+        {"type": "message", "subtype": "message_changed", "channel_type": "im", "channel": "D0ALEX", "ts": ts,
+         "message": {"user": "U0BOT", "bot_id": "B0REHEARSE", "text": "Fine. What would it cost us?"}},
+        {"type": "message", "channel_type": "channel", "channel": "C0GENERAL", "user": REP, "text": "lunch?",
+         "ts": ts},
+    ]
+    assert [h.slack.event(e).status_code for e in ignored] == [200] * 3
+    assert stored(h.app) == []
+    assert h.slack.dm(user=REP, channel="D0ALEX", text="What are you comparing us against?").status_code == 200
+    assert [json.loads(r.body)["event"]["text"] for r in stored(h.app)] == ["What are you comparing us against?"]
+
+
 def test_a_bad_signature_is_refused_before_anything_is_stored(harness):
     body = json.dumps({"type": "event_callback", "team_id": "T0", "event_id": "EvBAD",
                        "event": {"type": "message", "channel_type": "im", "channel": "D0ALEX", "user": REP,

@@ -10,9 +10,9 @@ from __future__ import annotations
 import contextvars
 import functools
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from slack_bolt import App
 
@@ -29,6 +29,14 @@ class Listened:
 
     events: frozenset[str]
     actions: frozenset[str]
+    # Per event type, which of its events the listener acts on (it returns early on the others).
+    acts_on: Mapping[str, Callable[[dict], bool]] = field(default_factory=dict)
+
+    def ignores(self, payload: dict) -> bool:
+        """An event its listener would return early on: Slack gets its 200, nothing is stored or handled."""
+        event = payload.get("event")
+        check = self.acts_on.get(event.get("type")) if isinstance(event, dict) else None
+        return check is not None and not check(event)
 
 
 def register(app: App, coach: Coach) -> Listened:
@@ -49,7 +57,8 @@ def register(app: App, coach: Coach) -> Listened:
     for module in (approvals, practice, commands, home):
         module.register(registry)
     # A click that opens a modal must do so within its trigger_id's 3 seconds: it is handled before the ack.
-    return Listened(frozenset(registry.events), frozenset(registry.actions - approvals.OPEN_A_MODAL))
+    return Listened(frozenset(registry.events), frozenset(registry.actions - approvals.OPEN_A_MODAL),
+                    dict(registry.acts_on))
 
 
 @contextmanager
@@ -94,12 +103,14 @@ def keep_the_ack(listener: Callable) -> Callable:
 
 class _KeepingTheAck:
     """Bolt's app, registering every action, view and command listener through `keep_the_ack`, and noting the
-    events and action ids listened to."""
+    events and action ids listened to. An event listener may say which events it acts on (`acts_on=`): it must
+    still take them all, as Bolt answers an event no listener takes with a 404 and Slack retries it."""
 
     def __init__(self, app: App):
         self._app = app
         self.events: set[str] = set()
         self.actions: set[str] = set()
+        self.acts_on: dict[str, Callable[[dict], bool]] = {}
 
     def __getattr__(self, name: str):  # noqa: ANN204
         register = getattr(self._app, name)
@@ -111,6 +122,8 @@ class _KeepingTheAck:
             if noted is not None:
                 noted.update(m for m in matchers if isinstance(m, str))
             if name == "event":
+                if (acts_on := options.pop("acts_on", None)) is not None:
+                    self.acts_on.update((m, acts_on) for m in matchers if isinstance(m, str))
                 return register(*matchers, **options)
             return lambda listener: register(*matchers, **options)(keep_the_ack(listener))
 

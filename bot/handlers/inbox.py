@@ -4,7 +4,8 @@ Slack gives up on a request after 3 seconds, and a burst (every rep replying to 
 queue behind Bolt's dispatch and the listeners' database work. So `/slack/events` checks the signature, stores the
 request (`InboxWriter`, many requests a transaction) and answers 200; the worker (`InboxDispatcher`, in its own
 process under `rehearse serve`) hands each stored request to Bolt, oldest first per conversation, and deletes it
-once its listener has run. Slash commands, modal submissions, `url_verification`, events and clicks nothing
+once its listener has run. A message event its listener would return early on (the bot's own posts, edits) is
+answered without being stored. Slash commands, modal submissions, `url_verification`, events and clicks nothing
 listens to, and clicks that open a modal need Bolt's own answer: they are handled before the ack, as always.
 """
 
@@ -135,11 +136,14 @@ class SlackReceiver:
         body = raw.decode("utf-8")
         if "\x00" in body:
             raise ValueError("a NUL character: no Slack payload has one, and no database stores it")
-        lane = lane_for(read_body(body, headers.get("content-type")), self._listened)
+        payload = read_body(body, headers.get("content-type"))
+        lane = lane_for(payload, self._listened)
         if lane is None:
             return None
         if not self._signed(raw, headers):
             return JSONResponse({"error": "invalid request"}, status_code=401)
+        if self._listened.ignores(payload):
+            return Response(status_code=200)  # the bot's own posts, edits: nothing to store, nothing to do
         kept = {k: headers[k] for k in KEPT_HEADERS if headers.get(k)}
         if request_id := context().get("request_id"):
             kept[REQUEST_ID_HEADER] = request_id

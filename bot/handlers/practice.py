@@ -20,11 +20,16 @@ def start_practice(ack, body, coach: Coach) -> None:
     )
 
 
+def is_a_turn(event: dict) -> bool:
+    """A person's text in their DM with the app: the only message event the roleplay answers (not the bot's own
+    posts, edits or deletions)."""
+    return (event.get("channel_type") == "im" and event.get("subtype") in PERSON_SUBTYPES
+            and not event.get("bot_id") and bool(event.get("user")) and bool(event.get("text")))
+
+
 def on_message(body, event, coach: Coach) -> None:
     """Every message event is acked by Bolt; only a person's DM text becomes a roleplay turn."""
-    if event.get("channel_type") != "im" or event.get("subtype") not in PERSON_SUBTYPES:
-        return
-    if event.get("bot_id") or not event.get("user") or not event.get("text"):
+    if not is_a_turn(event):
         return
     # The buyer may be a model that takes seconds: free Bolt's listener thread at once.
     coach.run_later(practice.handle_reply, coach, user_id=event["user"], channel=event["channel"],
@@ -45,6 +50,6 @@ def done(ack, body, coach: Coach) -> None:
 
 def register(app: App) -> None:
     app.action(ids.START_PRACTICE)(start_practice)
-    app.event("message")(on_message)
+    app.event("message", acts_on=is_a_turn)(on_message)
     app.action(ids.RETAKE)(retake)
     app.action(ids.PRACTICE_DONE)(done)
