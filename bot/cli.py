@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-import shutil
 import sys
-import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -64,21 +63,17 @@ def _app(settings: Settings):  # noqa: ANN202 - imported lazily so `config check
 @cli.command()
 def serve(verbose: bool = typer.Option(True, help="Log at INFO level.")) -> None:
     """Run the web server, the outbox sender and the jobs (Socket Mode when SLACK_APP_TOKEN is set)."""
+    from bot.worker import shared_metrics
+
     settings = Settings()
     # Over HTTP, the work behind Slack's answers runs in a worker process (`rehearse worker`) that serve starts;
-    # both count their metrics in one directory, set before the metrics library is loaded, so /metrics adds them up.
+    # both count their metrics in one directory, so /metrics adds them up.
     split = not settings.socket_mode
-    counted_here = split and "PROMETHEUS_MULTIPROC_DIR" not in os.environ
-    if counted_here:
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="rehearse-metrics-")
-    try:
+    with shared_metrics() if split else contextlib.nullcontext():
         _logging(verbose, default_format="json")
         if problems := settings.serve_problems():
             _fail(problems, "cannot serve")
         _app(settings).serve(worker_process=split)
-    finally:
-        if counted_here:
-            shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
 
 
 @cli.command()

@@ -15,13 +15,17 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +35,38 @@ START_WAIT_S = 60
 DOORBELL_FD = "REHEARSE_DOORBELL_FD"  # set by `rehearse serve` for the worker it starts
 NICENESS = 5  # the worker's CPU priority below the web process's
 RESTART_DELAYS_S = (1, 2, 5, 10, 30)
+METRICS_DIR_PREFIX = "rehearse-metrics-"  # then the web process's pid
+
+
+@contextmanager
+def shared_metrics() -> Iterator[Path]:
+    """PROMETHEUS_MULTIPROC_DIR for serve and its worker, so `/metrics` adds both up: a fresh directory, removed at
+    exit. Set it before the metrics library is loaded. Directories left by a serve killed with SIGKILL (their pid
+    no longer runs, or is ours now) are removed first. A directory the operator set is used as it is."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        yield Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+        return
+    for left in Path(tempfile.gettempdir()).glob(f"{METRICS_DIR_PREFIX}*-*"):
+        pid = left.name.removeprefix(METRICS_DIR_PREFIX).split("-")[0]
+        if pid.isdigit() and (int(pid) == os.getpid() or not _running(int(pid))):
+            shutil.rmtree(left, ignore_errors=True)
+    path = tempfile.mkdtemp(prefix=f"{METRICS_DIR_PREFIX}{os.getpid()}-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
+    try:
+        yield Path(path)
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+        del os.environ["PROMETHEUS_MULTIPROC_DIR"]
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
 
 
 class WorkerProcess:

@@ -6,7 +6,10 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 import secrets
+import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 
@@ -24,6 +27,7 @@ from bot.practice.llm_buyer import LLMBuyer
 from bot.practice.roleplay import ScriptedBuyer, Turn
 from bot.slack import ids
 from bot.slack.sender import wait_until_sent
+from bot.worker import shared_metrics
 from storage.models import NudgeState
 from tests.conftest import (
     MANAGER,
@@ -248,3 +252,20 @@ def test_a_model_failure_is_a_fallback_observation_in_metrics(start_app):
     after = _scrape(harness)
     assert _delta(after, before, "rehearse_model_latency_seconds_count", role="buyer", outcome="fallback") == 1
     assert _delta(after, before, "rehearse_model_latency_seconds_count", role="buyer", outcome="ok") == 1
+
+
+def test_metrics_directories_left_by_a_killed_serve_are_removed_at_the_next_start(tmp_path, monkeypatch):
+    """`serve` killed with SIGKILL cannot remove its metrics directory; the next `serve` on the machine does."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    killed = tmp_path / f"rehearse-metrics-{gone.pid}-x1"
+    running = tmp_path / f"rehearse-metrics-{os.getppid()}-x2"  # another serve, still running
+    for left in (killed, running):
+        left.mkdir()
+        (left / "counter_1.db").write_bytes(b"\0" * 64)
+    with shared_metrics() as path:
+        assert os.environ["PROMETHEUS_MULTIPROC_DIR"] == str(path) and path.is_dir()
+        assert not killed.exists() and running.exists()
+    assert not path.exists() and "PROMETHEUS_MULTIPROC_DIR" not in os.environ
