@@ -22,7 +22,7 @@ from sqlmodel import Session
 
 log = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).parent / "migrations"
-WRITE_WAIT_S = 30  # on SQLite, the longest a writer waits for its turn, and then for the file's lock
+WRITE_WAIT_S = 30  # on SQLite, the longest a writer waits, for its turn and for the file's lock together
 TURN_POLL_S = 0.0005  # how often a writer of another process looks whether the turn is free
 
 
@@ -45,7 +45,10 @@ def make_engine(url: str) -> Engine:
         def _on_begin(conn):  # noqa: ANN001
             # Writers queue on the lock up front instead of failing when a read upgrades to a write;
             # read-only units of work (`Database.reading`) take no lock and run beside the writer (WAL).
-            conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get("readonly") else "BEGIN IMMEDIATE")
+            options = conn.get_execution_options()
+            deadline = options.get("write_deadline")  # set by `Database.session` once the writer has its turn
+            _wait_for_lock(conn, WRITE_WAIT_S if deadline is None else deadline - time.monotonic())
+            conn.exec_driver_sql("BEGIN" if options.get("readonly") else "BEGIN IMMEDIATE")
 
         return engine
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
@@ -89,7 +92,8 @@ class Database:
     @contextmanager
     def session(self) -> Iterator[Session]:
         """A unit of work: commits on success, rolls back on error."""
-        with self.writer_turn(), Session(self.engine, expire_on_commit=False) as session:
+        with self.writer_turn() as deadline, Session(self.engine if deadline is None else self.engine.execution_options(
+                write_deadline=deadline), expire_on_commit=False) as session:
             try:
                 yield session
                 session.commit()
@@ -102,11 +106,12 @@ class Database:
                 callback()
 
     @contextmanager
-    def writer_turn(self) -> Iterator[None]:
+    def writer_turn(self) -> Iterator[float | None]:
         """On SQLite, one writer at a time across this database's processes; a writer that waits longer than
-        WRITE_WAIT_S fails as if SQLite were locked (a process holding the lock must not queue the others forever)."""
+        WRITE_WAIT_S fails as if SQLite were locked (a process holding the lock must not queue the others forever).
+        Yields the deadline (`time.monotonic()`) by which its transaction must have SQLite's lock; None elsewhere."""
         if self._writers is None:
-            yield
+            yield None
             return
         deadline = time.monotonic() + WRITE_WAIT_S
         if not self._writers.acquire(timeout=WRITE_WAIT_S):
@@ -116,7 +121,7 @@ class Database:
                 _take_file_turn(self._turn_file, deadline)
             self._turns_held += 1
             try:
-                yield
+                yield deadline
             finally:
                 self._turns_held -= 1
                 if self._turns_held == 0 and self._turn_file is not None:
@@ -162,6 +167,16 @@ class Database:
         if self._turn_file is not None:
             os.close(self._turn_file)
             self._turn_file = None
+
+
+def _wait_for_lock(conn, seconds: float) -> None:  # noqa: ANN001
+    """SQLite's busy timeout for the transaction about to begin: what is left of the writer's WRITE_WAIT_S after
+    waiting for its turn, so that a writer never waits twice 30 s. Set only when it changes by over 0.5 s."""
+    wanted = max(1, int(seconds * 1000))
+    info = conn.connection.info
+    if abs(info.get("busy_ms", WRITE_WAIT_S * 1000) - wanted) > 500:
+        conn.exec_driver_sql(f"PRAGMA busy_timeout={wanted}")
+        info["busy_ms"] = wanted
 
 
 def _turn_file(url: str) -> int | None:

@@ -393,6 +393,51 @@ class SqliteLockOutage:
         self._conn.close()
 
 
+def test_on_sqlite_a_writer_waits_at_most_write_wait_s_for_its_turn_and_the_lock_together(tmp_path, monkeypatch):
+    """While another process holds SQLite's lock, two writers of this process wait: the one holding the turn in
+    SQLite's busy handler, the other for the turn. Both give up within WRITE_WAIT_S, not the second after twice that."""
+    import sqlite3
+
+    from sqlalchemy import text
+    from sqlalchemy.exc import OperationalError
+
+    import storage.db
+
+    monkeypatch.setattr(storage.db, "WRITE_WAIT_S", 2)
+    path = tmp_path / "locked.db"
+    db = Database(f"sqlite:///{path}")
+    with db.session() as session:
+        session.exec(text("CREATE TABLE t (x INTEGER)"))
+    holder = sqlite3.connect(path, isolation_level=None)  # another process, as far as SQLite can tell
+    holder.execute("BEGIN EXCLUSIVE")
+    waited: dict[str, float] = {}
+
+    def write(name: str) -> None:
+        begun = time.monotonic()
+        try:
+            with db.session() as session:
+                session.exec(text("INSERT INTO t VALUES (1)"))
+        except OperationalError as exc:
+            assert "locked" in str(exc)
+            waited[name] = time.monotonic() - begun
+
+    writers = [threading.Thread(target=write, args=(n,)) for n in ("first", "second")]
+    try:
+        for w in writers:
+            w.start()
+            time.sleep(1)  # the second gets its turn when the first gives up, with 1 s of its 2 left
+        for w in writers:
+            w.join(timeout=10)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert sorted(waited) == ["first", "second"], waited
+    assert max(waited.values()) < 2.5, f"a writer waited past WRITE_WAIT_S (2 s): {waited}"
+    with db.session() as session:  # the lock is back: writing works, with the full wait again
+        session.exec(text("INSERT INTO t VALUES (2)"))
+    db.dispose()
+
+
 @pytest.mark.slow
 def test_database_unreachable_for_30_seconds_webhook_says_503_and_everything_recovers(database_url, standin, caplog):
     url = make_url(database_url)
