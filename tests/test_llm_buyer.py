@@ -63,6 +63,16 @@ def test_buyer_reacts_to_the_last_rep_turn(fake: FakeOpenAI) -> None:
     assert _buyer(fake).reply(PRICE, TURNS) == f"You said: {TURNS[-1].text}"
 
 
+def test_a_roleplay_opened_with_the_buyers_real_words_is_what_the_model_is_told_it_said(fake: FakeOpenAI) -> None:
+    """Practising the real moment: the roleplay opened with the buyer's words from the rep's call, so the persona
+    says it opened with those, not with the scenario's stock line the rep never saw."""
+    fake.script(reply("Honestly? The renewal is the problem, not you."))
+    real = "We love the product, but 186 a seat is not happening this year."
+    _buyer(fake).reply(PRICE, [Turn("buyer", real), Turn("rep", "What would have to be true for it to happen?")])
+    system = system_prompt(fake.requests[0])
+    assert f"You opened the call with: {real}" in system and PRICE.opening_line not in system
+
+
 def test_buyer_opening_line_needs_no_model(fake: FakeOpenAI) -> None:
     assert _buyer(fake).reply(PRICE, []) == PRICE.opening_line
     assert fake.requests == []

@@ -113,3 +113,27 @@ def test_progress_shows_level_and_trend_per_skill(harness):
     shown = harness.slack.command(ids.PROGRESS_COMMAND, user=REP).text
     assert "Practice sessions this month:* 1" in shown and "Objection handling: level 4/4, scores" in shown
     assert "Next follow-up:" in shown
+
+
+def test_a_winning_line_is_saved_once_and_shown_once_on_the_home_tab(harness):
+    """A line that earns level 4 on two criteria, and the same line landed again in a retake: one entry each time
+    it is saved, and one line on the rep's App Home."""
+    listening = TRANSCRIPTS["active-listening"]["strong"]
+    assert harness.slack.command(ids.DRILL_COMMAND, user=REP, text="active-listening").status_code == 200
+    drill = harness.invite()
+    harness.standin.wait_for(lambda: len(harness.thread(drill)) >= 2)
+    first = harness.practise(drill, listening)
+    harness.slack.click(first, ids.RETAKE, user=REP)
+    retake = harness.standin.wait_for(lambda: next((m for m in harness.standin.messages_in(REP)
+                                                    if m["text"].startswith("Retake 1")), None))
+    harness.standin.wait_for(lambda: len(harness.thread(retake)) >= 2)
+    harness.practise(retake, listening)
+    with harness.app.coach.db.session() as session:
+        saved = [(line.session_id, line.text) for line in session.exec(select(WinningLine))]
+    assert saved and len(saved) == len(set(saved)), "a line saved twice in one attempt"
+    assert len({session_id for session_id, _ in saved}) == 2, "both attempts saved their lines"
+    harness.slack.event({"type": "app_home_opened", "user": REP, "tab": "home"})
+    home = harness.standin.wait_for(lambda: harness.standin.views.get(REP))
+    shown = next(b["text"]["text"] for b in home["blocks"] if "Your winning lines" in b.get("text", {}).get("text", ""))
+    quoted = [line for line in shown.splitlines() if line.startswith("> ")]
+    assert quoted and len(quoted) == len(set(quoted)), shown

@@ -47,8 +47,9 @@ def rep_home(session: Session, coach: Coach, rep: Rep | None) -> blocks.RepHome:
     for scenario_id, score in graded:
         skill = coach.scenarios[scenario_id].skill if scenario_id in coach.scenarios else scenario_id
         by_skill.setdefault(coach.config.criterion_label(skill), []).append(score)
-    lines = session.exec(select(WinningLine.text).where(WinningLine.rep_id == rep.id)
-                         .order_by(col(WinningLine.saved_at).desc()).limit(5)).all()
+    latest = func.max(WinningLine.saved_at)  # a line the rep landed again in a retake is shown once
+    lines = session.exec(select(WinningLine.text).where(WinningLine.rep_id == rep.id).group_by(WinningLine.text)
+                         .order_by(latest.desc()).limit(5)).all()
     return blocks.RepHome(
         focus=coach.config.criterion_label(nudge.criterion) if nudge else None,
         nudge_id=nudge.id if nudge else None,

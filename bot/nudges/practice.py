@@ -311,10 +311,13 @@ def _finish(coach: Coach, practice_id: int, scenario: Scenario, turns: list[Turn
         session.add(Grade(session_id=practice.id, score=result.score, passed=result.passed, graded_at=now,
                           criteria=[{"criterion": c.criterion, "label": c.label, "level": c.level,
                                      "evidence": list(c.evidence), "feedback": c.feedback} for c in result.criteria]))
+        winning: dict[str, str] = {}  # a line that earned level 4 on two criteria is saved once, for the first
         for c in result.criteria:
             if c.level == 4:
-                session.add_all(WinningLine(rep_id=practice.rep_id, session_id=practice.id, scenario_id=scenario.id,
-                                            criterion=c.criterion, text=quote, saved_at=now) for quote in c.evidence)
+                winning.update((quote, c.criterion) for quote in c.evidence if quote not in winning)
+        session.add_all(WinningLine(rep_id=practice.rep_id, session_id=practice.id, scenario_id=scenario.id,
+                                    criterion=criterion, text=quote, saved_at=now)
+                        for quote, criterion in winning.items())
         due: list = []
         if practice.nudge_id and practice.kind == "nudge" and result.passed:  # proficiency completes the nudge
             if lifecycle.advance(session, nudge_id=practice.nudge_id, expected=NudgeState.PRACTISING,

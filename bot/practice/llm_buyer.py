@@ -37,8 +37,9 @@ _WHEN = {
 }
 
 
-def persona_prompt(scenario: Scenario, priorities: Sequence[str] = ()) -> str:
-    """The system prompt that puts the model in the buyer's seat for this scenario."""
+def persona_prompt(scenario: Scenario, priorities: Sequence[str] = (), *, opening: str | None = None) -> str:
+    """The system prompt that puts the model in the buyer's seat for this scenario; `opening` is what the buyer
+    said first in this roleplay (the scenario's opening line, or their own words from the rep's real call)."""
     persona = scenario.persona
     lines = [
         f"You are {persona.name}, {persona.role} at {persona.company}, on a call with a salesperson.",
@@ -62,7 +63,7 @@ def persona_prompt(scenario: Scenario, priorities: Sequence[str] = ()) -> str:
         "Things you might say, in your own words, when the moment fits:",
         *(_beat_line(beat) for beat in scenario.beats),
         "",
-        f"You opened the call with: {scenario.opening_line}",
+        f"You opened the call with: {opening or scenario.opening_line}",
         "",
         "How you speak: react to what they just said, as a real buyer would, in one to three short spoken",
         "sentences. No lists, no stage directions, no name prefix. Warm up when they ask good questions, listen,",
@@ -82,7 +83,8 @@ def _beat_line(beat: Beat) -> str:
 
 def chat_messages(scenario: Scenario, turns: Sequence[Turn], priorities: Sequence[str] = ()) -> list[dict]:
     """The chat: the persona as system, the rep's turns as user and the buyer's as assistant messages."""
-    messages = [{"role": "system", "content": persona_prompt(scenario, priorities)}]
+    opening = turns[0].text if turns and turns[0].role == "buyer" else None
+    messages = [{"role": "system", "content": persona_prompt(scenario, priorities, opening=opening)}]
     for turn in turns:
         messages.append({"role": "user" if turn.role == "rep" else "assistant", "content": turn.text})
     return messages
