@@ -170,10 +170,10 @@ class Rehearse:
         if self.worker is not None:
             self.worker.stop()
         self.inbox.close()
-        self.dispatcher.stop()
         if self.scheduler.running:
             self.scheduler.shutdown(wait=True)
-        self.coach.workers.shutdown(wait=True)
+        # The practice pool finishes the replies the inbox's requests started before those requests are deleted.
+        self.dispatcher.stop(then=lambda: self.coach.workers.shutdown(wait=True))
         self.coach.db.dispose()
 
     def serve(self, host: str = "0.0.0.0", *, worker_process: bool = False) -> None:

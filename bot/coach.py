@@ -6,7 +6,7 @@ import contextvars
 import logging
 import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -19,10 +19,24 @@ from bot.slack.directory import SlackDirectory
 from storage.db import Database
 
 log = logging.getLogger(__name__)
+_started: contextvars.ContextVar[list[Future] | None] = contextvars.ContextVar("started", default=None)
 
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+@contextmanager
+def work_started() -> Iterator[list[Future]]:
+    """The futures of the `Coach.run_later` calls made inside: the Slack inbox keeps a request (and its
+    conversation's place in line) until the work it started is done, so a worker that dies mid-reply leaves the
+    request to be handled again."""
+    started: list[Future] = []
+    token = _started.set(started)
+    try:
+        yield started
+    finally:
+        _started.reset(token)
 
 
 class KeyedLocks:
@@ -62,15 +76,19 @@ class Coach:
     workers: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(8, thread_name_prefix="practice"))
     thread_locks: KeyedLocks = field(default_factory=KeyedLocks)
 
-    def run_later(self, work: Callable[..., object], /, *args: object, **kwargs: object) -> None:
+    def run_later(self, work: Callable[..., object], /, *args: object, **kwargs: object) -> Future:
         """Run slow work on the practice pool, in a copy of the caller's context (its request and nudge ids stay
-        on the log lines); a failure is logged (nobody waits on the result)."""
+        on the log lines); a failure is logged. Inside `work_started`, the future is noted there too."""
 
         def report(done) -> None:  # noqa: ANN001
             if done.exception() is not None:
                 log.error("%s failed", getattr(work, "__name__", work), exc_info=done.exception())
 
-        self.workers.submit(contextvars.copy_context().run, work, *args, **kwargs).add_done_callback(report)
+        future = self.workers.submit(contextvars.copy_context().run, work, *args, **kwargs)
+        future.add_done_callback(report)
+        if (started := _started.get()) is not None:
+            started.append(future)
+        return future
 
     def scenario(self, scenario_id: str, criterion: str | None = None) -> Scenario | None:
         """The scenario, or (renamed or removed since) the one coach.yaml now routes the criterion to."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, func, or_
+from sqlalchemy import delete, func, or_, update
 from sqlmodel import Session, col, select
 
 from storage.models import SlackInboxItem
@@ -43,6 +43,12 @@ def claim(session: Session, *, now: datetime, lease: timedelta, limit: int) -> l
         row.attempts += 1
         session.add(row)
     return rows
+
+
+def renew(session: Session, row_ids: Collection[int], *, until: datetime) -> None:
+    """Extend the leases of rows whose work is still running, so no other worker takes them meanwhile."""
+    session.execute(update(SlackInboxItem).where(col(SlackInboxItem.id).in_(sorted(row_ids)))
+                    .values(lease_until=until))
 
 
 def handled(session: Session, row_ids: Collection[int]) -> None:

@@ -178,9 +178,9 @@ def start_app(database_url: str, standin: SlackStandIn) -> Iterator:
     """Start Rehearse (web server, sender, jobs) against the stand-in; call again for a restart."""
     running: list[tuple[Rehearse, BackgroundServer, httpx.Client]] = []
 
-    def start(*, config: dict | None = None, background: bool = True, buyer=None) -> Harness:  # noqa: ANN001
+    def start(*, config: dict | None = None, background: bool = True, buyer=None, clock=None) -> Harness:  # noqa: ANN001
         app = create_app(make_settings(database_url, standin), config=parse_config(config or TEST_CONFIG),
-                         buyer=buyer)
+                         buyer=buyer, **({"clock": clock} if clock else {}))
         if background:
             app.start()
         server = BackgroundServer(app).__enter__()

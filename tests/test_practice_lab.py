@@ -137,3 +137,58 @@ def test_a_winning_line_is_saved_once_and_shown_once_on_the_home_tab(harness):
     shown = next(b["text"]["text"] for b in home["blocks"] if "Your winning lines" in b.get("text", {}).get("text", ""))
     quoted = [line for line in shown.splitlines() if line.startswith("> ")]
     assert quoted and len(quoted) == len(set(quoted)), shown
+
+
+class DyingBuyer:
+    """The buyer of a worker that dies mid-reply: it never answers (released at the end, it fails)."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+
+    def reply(self, scenario, turns):  # noqa: ANN001, ANN201
+        self.release.wait(30)
+        raise RuntimeError("this worker is gone")
+
+
+def test_a_reply_whose_worker_died_mid_answer_is_answered_by_the_next_worker_once(start_app):
+    """Worker A records the rep's turn, posts "typing…" and dies waiting for the model. While A lives its request
+    stays in the inbox and A renews the lease; once the lease lapses, worker B takes the request again and the
+    buyer answers in the same placeholder: one answer, no second placeholder, nothing lost."""
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import update
+
+    from storage.models import PracticeTurn, SlackInboxItem
+    from tests.test_slack_inbox import stored
+
+    a_offset = [timedelta(0)]
+    dying = DyingBuyer()
+    a = start_app(buyer=dying, clock=lambda: datetime.now(UTC) + a_offset[0])
+    b = start_app()  # the scripted buyer
+    try:
+        assert a.slack.command(ids.DRILL_COMMAND, user=REP, text="price-objection").status_code == 200
+        drill = a.invite()
+        a.standin.wait_for(lambda: len(a.thread(drill)) >= 2)
+        a.slack.dm(user=REP, channel=drill["channel"], text="What is the 186 compared against?",
+                   thread_ts=drill["ts"])
+        a.standin.wait_for(lambda: len(a.thread(drill)) == 3 and "typing" in a.thread(drill)[-1]["text"])
+        time.sleep(1)
+        assert len(stored(b.app)) == 1 and "typing" in a.thread(drill)[-1]["text"], \
+            "the request stays, leased, while A works on it: B leaves it alone"
+
+        a_offset[0] = timedelta(seconds=40)  # A, alive, renews the lease before it lapses
+        a.standin.wait_for(lambda: [r for r in stored(a.app)
+                                    if r.lease_until.replace(tzinfo=UTC) > datetime.now(UTC) + timedelta(seconds=90)])
+
+        a_offset[0] = timedelta(seconds=-1000)  # A is gone: no more renewals, and the lease runs out
+        with a.app.coach.db.inbox.session() as session:
+            session.execute(update(SlackInboxItem).values(lease_until=datetime.now(UTC) - timedelta(seconds=1)))
+        answer = b.standin.wait_for(lambda: (lambda last: last if "typing" not in last["text"] else None)(
+            b.thread(drill)[-1]), timeout=10)
+        assert answer["text"].startswith("Dana Whitfield: ") and len(b.thread(drill)) == 3
+        b.standin.wait_for(lambda: stored(b.app) == [])
+        with b.app.coach.db.session() as session:
+            roles = [t.role for t in session.exec(select(PracticeTurn).order_by(PracticeTurn.seq))]
+        assert roles == ["buyer", "rep", "buyer"], "the rep's turn once, answered once"
+    finally:
+        dying.release.set()

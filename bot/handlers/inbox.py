@@ -25,6 +25,7 @@ from slack_sdk.signature import SignatureVerifier
 from starlette.datastructures import Headers
 from starlette.responses import JSONResponse, Response
 
+from bot.coach import work_started
 from bot.handlers import Listened, failures_noted
 from bot.slack.payloads import read_body
 from bot.slack.sender import DATABASE_DOWN
@@ -34,7 +35,7 @@ from storage.db import Database
 
 log = logging.getLogger(__name__)
 
-LEASE = timedelta(seconds=60)  # a listener runs for well under this; past it, its worker is presumed dead
+LEASE = timedelta(seconds=60)  # renewed while a request's work runs; once it lapses, its worker is presumed dead
 GIVE_UP_AFTER = 5  # attempts: a request whose handling kills the worker every time is dropped, and logged
 BATCH = 500  # requests a transaction at most
 KEPT_HEADERS = ("content-type", "x-slack-retry-num", "x-slack-retry-reason")
@@ -160,9 +161,12 @@ class SlackReceiver:
 
 class InboxDispatcher:
     """Hands stored requests to Bolt's listeners on a pool of threads, a lane's requests one at a time, oldest
-    first; deletes each once its listener has run. A listener that failed because the database is away leaves its
-    request to be taken again when the lease lapses; any other failure is logged (by the listener's error handler)
-    and the request is done: running a bug again does not fix it."""
+    first; deletes each once its listener has run and the work it started (`Coach.run_later`: the buyer's reply,
+    the grade) is done. Meanwhile the request keeps its lane and its lease is renewed; if the worker dies, the
+    lease lapses and the request is handled again (the roleplay picks up what it still owes). A listener that
+    failed because the database is away leaves its request to be taken again when the lease lapses; any other
+    failure is logged (by the listener's error handler) and the request is done: running a bug again does not fix
+    it."""
 
     def __init__(self, db: Database, bolt: App, *, threads: int, clock: Callable[[], datetime], sweep_s: float):
         self._db, self._bolt, self._clock, self._sweep_s = db, bolt, clock, sweep_s
@@ -171,6 +175,7 @@ class InboxDispatcher:
         self._lock = threading.Lock()
         self._in_flight = 0
         self._finished: list[int] = []
+        self._working: dict[int, datetime] = {}  # requests whose started work runs on: when their lease ends
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._loop: threading.Thread | None = None
@@ -183,12 +188,15 @@ class InboxDispatcher:
         self._loop = threading.Thread(target=self._run, daemon=True, name="slack-inbox")
         self._loop.start()
 
-    def stop(self) -> None:
+    def stop(self, *, then: Callable[[], None] = lambda: None) -> None:
+        """Take nothing more, let the listeners running finish, call `then` (which lets the work they started
+        finish), and delete what was handled."""
         self._stopping.set()
         self._wake.set()
         if self._loop is not None:
             self._loop.join(timeout=30)
         self._pool.shutdown(wait=True)
+        then()
         try:
             self.dispatch_due(claim=False)
         except DATABASE_DOWN:
@@ -196,22 +204,30 @@ class InboxDispatcher:
 
     def dispatch_due(self, *, claim: bool = True) -> int:
         """Delete what was handled, then hand the next requests to the pool; returns how many it took."""
+        now = self._clock()
         with self._lock:
             finished, self._finished = self._finished, []
             free = self._threads - self._in_flight if claim else 0
+            renew = [row_id for row_id, until in self._working.items() if until - now < LEASE / 2]
         rows = []
-        if not finished and not free:
-            return 0  # nothing to delete, no thread to hand a request to: no transaction
+        if not finished and not free and not renew:
+            return 0  # nothing to delete, renew or hand to a thread: no transaction
         try:
             with self._db.session() as session:
                 if finished:
                     inbox.handled(session, finished)
+                if renew:
+                    inbox.renew(session, renew, until=now + LEASE)
                 if free > 0:
-                    rows = inbox.claim(session, now=self._clock(), lease=LEASE, limit=free)
+                    rows = inbox.claim(session, now=now, lease=LEASE, limit=free)
         except BaseException:
             with self._lock:
                 self._finished[:0] = finished  # deleted with the next sweep that reaches the database
             raise
+        with self._lock:
+            for row_id in renew:
+                if row_id in self._working:
+                    self._working[row_id] = now + LEASE
         for row in rows:
             if row.attempts > GIVE_UP_AFTER:
                 log.error("dropped a Slack request (lane %s, received %s) after %d attempts: its worker died each "
@@ -227,21 +243,47 @@ class InboxDispatcher:
         try:
             request_id = headers.get(REQUEST_ID_HEADER)
             with bound(request_id=request_id, path="/slack/events") if request_id else bound(), \
-                    failures_noted() as failures:
+                    failures_noted() as failures, work_started() as started:
                 try:
                     self._bolt.dispatch(stored_request(body, headers))
                 except Exception as error:  # noqa: BLE001 - Bolt itself failed: logged, and judged as a listener's
                     log.error("Bolt failed on a stored Slack request: %s", error, exc_info=error)
                     failures.append(error)
-            if any(isinstance(f, DATABASE_DOWN) for f in failures):
-                log.warning("a stored Slack request waits for the database; it is handled again in %d s",
-                            LEASE.total_seconds())
-                return
-            self._done(row_id)
+            if started:
+                self._when_done(row_id, started, failures)  # the thread is free; the lane waits for the work
+            else:
+                self._settle(row_id, failures)
         finally:
             with self._lock:
                 self._in_flight -= 1
             self._wake.set()
+
+    def _when_done(self, row_id: int, started: list[Future], failures: list[BaseException]) -> None:
+        """Settle the request once every piece of work it started has ended (a failure counts as a listener's)."""
+        with self._lock:
+            self._working[row_id] = self._clock() + LEASE
+        left = [len(started)]
+
+        def ended(future: Future) -> None:
+            if (error := future.exception()) is not None:
+                failures.append(error)
+            with self._lock:
+                left[0] -= 1
+                if left[0]:
+                    return
+                self._working.pop(row_id, None)
+            self._settle(row_id, failures)
+            self._wake.set()
+
+        for future in started:
+            future.add_done_callback(ended)
+
+    def _settle(self, row_id: int, failures: list[BaseException]) -> None:
+        if any(isinstance(f, DATABASE_DOWN) for f in failures):
+            log.warning("a stored Slack request waits for the database; it is handled again in %d s",
+                        LEASE.total_seconds())
+            return
+        self._done(row_id)
 
     def _done(self, row_id: int) -> None:
         with self._lock:

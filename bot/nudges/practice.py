@@ -52,11 +52,11 @@ def _buyer_intro(scenario: Scenario) -> str:
 
 
 def _post(session: Session, coach: Coach, *, channel: str, thread_ts: str | None, message: dict,
-          anchor: OutboxMessage | None = None) -> OutboxMessage:
+          anchor: OutboxMessage | None = None, dedupe_key: str | None = None) -> OutboxMessage:
     """A message in the practice thread; `anchor` is the root message when its ts is not known yet."""
     payload = {"channel": channel, **message, **({"thread_ts": thread_ts} if thread_ts else {})}
     return enqueue(session, method="chat.postMessage", channel=channel, payload=payload, now=coach.clock(),
-                   anchor=anchor if not thread_ts else None)
+                   anchor=anchor if not thread_ts else None, dedupe_key=dedupe_key)
 
 
 def _signal_quotes(session: Session, nudge: Nudge | None) -> list[dict]:
@@ -244,36 +244,42 @@ def handle_reply(coach: Coach, *, user_id: str, channel: str, thread_ts: str | N
                  event_id: str | None = None) -> Outcome:
     """A rep's message in the DM: a roleplay turn when it is in an active practice thread.
 
-    `event_id` is recorded in the same transaction as the turn, so a delivery Slack retries has one effect."""
+    `event_id` is recorded in the same transaction as the turn, so a delivery Slack retries has one effect. A
+    delivery seen before also finishes what the first one left owed, had its worker died after recording the
+    turn (the Slack inbox hands the request over again): the buyer's answer, or the grade."""
     with coach.thread_locks.hold(f"{channel}:{thread_ts}"):  # two quick replies: in order, once each
         now = coach.clock()
         with coach.db.session() as session:
-            if event_id and not queries.first_delivery(session, event_id=event_id, now=now):
-                return Outcome("repeated_event")
             practice = _find_practice(session, channel=channel, thread_ts=thread_ts) if thread_ts else None
-            if practice is None or not practice.active:
-                pointer = ("That thread has no practice running. Click *Start practice* on a drill, or type "
-                           "`/drill` to start one.")
-                _post(session, coach, channel=channel, thread_ts=thread_ts, message={"text": pointer})
-                return Outcome("no_practice")
-            if session.get(Rep, practice.rep_id).slack_user_id != user_id:
-                return Outcome("not_yours")
-            history = queries.turns_of(session, session_id=practice.id)
-            session.add(PracticeTurn(session_id=practice.id, seq=history[-1].seq + 1, role="rep", text=text,
-                                     created_at=now))
-            turns = [Turn(t.role, t.text) for t in history] + [Turn("rep", text)]
-            scenario = coach.scenario(practice.scenario_id)
-            if scenario is None:
-                practice.active = False
-                session.add(practice)
-                retired = "This drill was retired from the library while you practised. Start a new one with `/drill`."
-                _post(session, coach, channel=channel, thread_ts=thread_ts, message={"text": retired})
-                return Outcome("scenario_retired")
-            retention = practice.kind == "followup" and \
-                sum(t.role == "rep" for t in turns) >= coach.config.followups.retention_turns
-            over = roleplay_over(scenario, turns) or retention
-            placeholder = None if over else _post(session, coach, channel=channel, thread_ts=thread_ts, message={
-                "text": f"_{scenario.persona.name} is typing…_"})
+            if event_id and not queries.first_delivery(session, event_id=event_id, now=now):
+                owed = _still_owed(session, coach, practice)
+                if owed is None:
+                    return Outcome("repeated_event")
+                scenario, turns = owed
+                log.warning("a roleplay turn's handling was cut short; finishing it now")
+            else:
+                if practice is None or not practice.active:
+                    pointer = ("That thread has no practice running. Click *Start practice* on a drill, or type "
+                               "`/drill` to start one.")
+                    _post(session, coach, channel=channel, thread_ts=thread_ts, message={"text": pointer})
+                    return Outcome("no_practice")
+                if session.get(Rep, practice.rep_id).slack_user_id != user_id:
+                    return Outcome("not_yours")
+                history = queries.turns_of(session, session_id=practice.id)
+                session.add(PracticeTurn(session_id=practice.id, seq=history[-1].seq + 1, role="rep", text=text,
+                                         created_at=now))
+                turns = [Turn(t.role, t.text) for t in history] + [Turn("rep", text)]
+                scenario = coach.scenario(practice.scenario_id)
+                if scenario is None:
+                    practice.active = False
+                    session.add(practice)
+                    retired = ("This drill was retired from the library while you practised. Start a new one "
+                               "with `/drill`.")
+                    _post(session, coach, channel=channel, thread_ts=thread_ts, message={"text": retired})
+                    return Outcome("scenario_retired")
+            over = _over(coach, practice, scenario, turns)
+            placeholder = None if over else _typing(session, coach, practice.id, scenario, seq=len(turns) - 1,
+                                                    channel=channel, thread_ts=thread_ts)
             practice_id = practice.id
             bind(nudge_id=practice.nudge_id, practice_id=practice_id)
         if over:
@@ -288,6 +294,32 @@ def handle_reply(coach: Coach, *, user_id: str, channel: str, thread_ts: str | N
         if roleplay_over(scenario, turns):  # the buyer said yes, walked away, or the turns ran out
             return _finish(coach, practice_id, scenario, turns)
         return Outcome("buyer_replied", reply)
+
+
+def _over(coach: Coach, practice: PracticeSession, scenario: Scenario, turns: list[Turn]) -> bool:
+    """The roleplay ends: "done", the turn limit, a closing beat, or a follow-up's retention check asked enough."""
+    retention = practice.kind == "followup" and \
+        sum(t.role == "rep" for t in turns) >= coach.config.followups.retention_turns
+    return roleplay_over(scenario, turns) or retention
+
+
+def _still_owed(session: Session, coach: Coach,
+                practice: PracticeSession | None) -> tuple[Scenario, list[Turn]] | None:
+    """What an active practice still owes the rep: a buyer's answer to their last turn, or the grade."""
+    scenario = coach.scenario(practice.scenario_id) if practice is not None and practice.active else None
+    if scenario is None:
+        return None
+    turns = [Turn(t.role, t.text) for t in queries.turns_of(session, session_id=practice.id)]
+    return (scenario, turns) if turns[-1].role == "rep" or _over(coach, practice, scenario, turns) else None
+
+
+def _typing(session: Session, coach: Coach, practice_id: int, scenario: Scenario, *, seq: int, channel: str,
+            thread_ts: str | None) -> OutboxMessage:
+    """The "Dana is typing…" placeholder for the rep's turn `seq`, posted once (a finished-late turn reuses it)."""
+    key = f"practice:{practice_id}:typing:{seq}"
+    posted = session.exec(select(OutboxMessage).where(OutboxMessage.dedupe_key == key)).first()
+    return posted or _post(session, coach, channel=channel, thread_ts=thread_ts,
+                           message={"text": f"_{scenario.persona.name} is typing…_"}, dedupe_key=key)
 
 
 def _previous_score(session: Session, practice: PracticeSession) -> int | None:
