@@ -30,7 +30,8 @@ from starlette.applications import Starlette
 from bot import handlers
 from bot.coach import Coach, utcnow
 from bot.config import CoachConfig, ConfigError, load_config, unknown_scenarios
-from bot.handlers.inbox import InboxDispatcher, InboxWriter, SlackReceiver
+from bot.handlers import Listened
+from bot.handlers.inbox import InboxDispatcher, InboxWriter, SlackReceiver, SocketModeInbox
 from bot.handlers.web import database_unavailable, routes
 from bot.nudges.approval import ask_managers_after_rep_first
 from bot.nudges.digest import post_digest
@@ -122,6 +123,7 @@ class Rehearse:
     scheduler: BackgroundScheduler
     inbox: InboxWriter
     dispatcher: InboxDispatcher
+    listened: Listened  # what the inbox takes, over HTTP and Socket Mode alike
     worker: WorkerProcess | None = None  # `serve` over HTTP: the process doing the work behind Slack's answers
     _socket_mode: object | None = field(default=None, repr=False)
 
@@ -158,9 +160,8 @@ class Rehearse:
         self.wake_sender()
         self.wake_inbox()
         if self.settings.socket_mode:
-            from slack_bolt.adapter.socket_mode import SocketModeHandler
-
-            self._socket_mode = SocketModeHandler(self.bolt, self.settings.slack_app_token)
+            self._socket_mode = SocketModeInbox(self.bolt, self.settings.slack_app_token, writer=self.inbox,
+                                                listened=self.listened)
             self._socket_mode.connect()
             log.info("Slack traffic over Socket Mode")
 
@@ -294,7 +295,7 @@ def create_app(
     dispatcher = InboxDispatcher(db.inbox, stored, threads=settings.slack_workers, clock=clock,
                                  sweep_s=settings.outbox_sweep_seconds)
     app = Rehearse(settings=settings, coach=coach, client=client, bolt=bolt, web=web, sender=sender,
-                   scheduler=scheduler, inbox=inbox, dispatcher=dispatcher)
+                   scheduler=scheduler, inbox=inbox, dispatcher=dispatcher, listened=listened)
     inbox.on_commit(app.wake_inbox)
     db.on_outbox_commit(app.wake_sender)
     return app

@@ -80,6 +80,7 @@ class SlackStandIn:
     ) -> None:
         self.bot_token = bot_token
         self.team_id = team_id
+        self.socket_mode_url: str | None = None  # what `apps.connections.open` answers an app token (xapp-)
         self.enforce_channel_pacing = enforce_channel_pacing
         # Slack's per-method tiers (bot/slack/pacing.py METHOD_TIERS), as a token bucket per method holding one
         # minute's allowance, refilled evenly; a 429 names the seconds until the next token as Retry-After.
@@ -209,6 +210,8 @@ class SlackStandIn:
         with self._lock:
             if not token:
                 return 200, {"ok": False, "error": "not_authed"}, {}
+            if method == "apps.connections.open" and self.socket_mode_url and token.startswith("xapp-"):
+                return 200, {"ok": True, "url": self.socket_mode_url}, {}  # Socket Mode: where to connect
             if token != self.bot_token:
                 return 200, {"ok": False, "error": "invalid_auth"}, {}
             if self._faults.get(method):

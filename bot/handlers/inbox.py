@@ -12,6 +12,7 @@ listens to, and clicks that open a modal need Bolt's own answer: they are handle
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import queue
 import threading
@@ -20,8 +21,13 @@ from concurrent.futures import Future
 from datetime import datetime, timedelta
 
 from slack_bolt import App, BoltContext, BoltRequest
+from slack_bolt.adapter.socket_mode import SocketModeHandler
+from slack_bolt.adapter.socket_mode.internals import build_headers
 from slack_bolt.request.internals import build_context
 from slack_sdk.signature import SignatureVerifier
+from slack_sdk.socket_mode.builtin import SocketModeClient
+from slack_sdk.socket_mode.request import SocketModeRequest
+from slack_sdk.socket_mode.response import SocketModeResponse
 from starlette.datastructures import Headers
 from starlette.responses import JSONResponse, Response
 
@@ -88,9 +94,16 @@ class InboxWriter:
 
     async def put(self, lane: str, body: str, headers: dict) -> None:
         """Returns once the request is committed; raises the database's error when it could not be."""
+        await asyncio.wrap_future(self._submit(lane, body, headers))
+
+    def put_now(self, lane: str, body: str, headers: dict) -> None:
+        """`put` for a thread that may wait (Socket Mode's)."""
+        self._submit(lane, body, headers).result()
+
+    def _submit(self, lane: str, body: str, headers: dict) -> Future:
         done: Future = Future()
         self._queue.put(((lane, body, headers), done))
-        await asyncio.wrap_future(done)
+        return done
 
     def close(self) -> None:
         self._queue.put(None)
@@ -157,6 +170,31 @@ class SlackReceiver:
                                            headers.get("x-slack-signature"))
         except ValueError:  # a timestamp that is not a number
             return False
+
+
+class SocketModeInbox(SocketModeHandler):
+    """Socket Mode with the Slack inbox: what the inbox takes over HTTP (events and clicks a listener handles after
+    the ack) is stored and acknowledged here too, then handled by the dispatcher as over HTTP: in order per
+    conversation, and again if its worker dies. Commands, modals and clicks that open one go to Bolt, as always.
+    """
+
+    def __init__(self, app: App, app_token: str, *, writer: InboxWriter, listened: Listened):
+        super().__init__(app, app_token)
+        self._writer, self._listened = writer, listened
+
+    def handle(self, client: SocketModeClient, req: SocketModeRequest) -> None:  # type: ignore[override]
+        payload = req.payload
+        try:
+            lane = lane_for(payload, self._listened) if isinstance(payload, dict) else None
+        except (TypeError, ValueError, AttributeError, KeyError, IndexError):
+            lane = None  # Bolt's own reading of it tells what is wrong
+        if lane is None:
+            super().handle(client, req)
+            return
+        if not self._listened.ignores(payload):
+            headers = {"content-type": "application/json", **(build_headers(req) or {})}
+            self._writer.put_now(lane, json.dumps(payload), headers)  # raises: no ack, so Slack sends it again
+        client.send_socket_mode_response(SocketModeResponse(envelope_id=req.envelope_id))
 
 
 class InboxDispatcher:
