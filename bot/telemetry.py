@@ -348,9 +348,10 @@ def database_families(db: Any, now: datetime | None = None) -> list[GaugeMetricF
     age = GaugeMetricFamily("rehearse_outbox_oldest_pending_age_seconds",
                             "Age of the oldest unsent Slack write not held for the recipient's working hours")
     inbox_depth = GaugeMetricFamily("rehearse_slack_inbox_pending",
-                                    "Slack events and clicks answered and not yet handled by the worker")
+                                    "Slack events and clicks answered and not yet handled, or whose work still runs")
     inbox_age = GaugeMetricFamily("rehearse_slack_inbox_oldest_age_seconds",
-                                  "Age of the oldest Slack request not yet handled (grows while no worker runs)")
+                                  "Age of the oldest Slack request not yet handled or whose work (a model's reply, a "
+                                  "grade) still runs; grows past a minute only while no worker runs")
     try:
         with db.reading() as session:  # takes no turn from the writers
             counts = dict(session.exec(select(Nudge.state, func.count()).group_by(Nudge.state)).all())
