@@ -274,10 +274,10 @@ class InboxDispatcher:
                 continue
             with self._lock:
                 self._in_flight += 1
-            self._pool.submit(self._handle, row.id, row.body, row.headers)
+            self._pool.submit(self._handle, row.id, row.body, row.headers, row.lease_until)
         return len(rows)
 
-    def _handle(self, row_id: int, body: str, headers: dict) -> None:
+    def _handle(self, row_id: int, body: str, headers: dict, lease_until: datetime) -> None:
         try:
             request_id = headers.get(REQUEST_ID_HEADER)
             with bound(request_id=request_id, path="/slack/events") if request_id else bound(), \
@@ -288,7 +288,7 @@ class InboxDispatcher:
                     log.error("Bolt failed on a stored Slack request: %s", error, exc_info=error)
                     failures.append(error)
             if started:
-                self._when_done(row_id, started, failures)  # the thread is free; the lane waits for the work
+                self._when_done(row_id, lease_until, started, failures)  # the thread is free; the lane waits
             else:
                 self._settle(row_id, failures)
         finally:
@@ -296,10 +296,12 @@ class InboxDispatcher:
                 self._in_flight -= 1
             self._wake.set()
 
-    def _when_done(self, row_id: int, started: list[Future], failures: list[BaseException]) -> None:
-        """Settle the request once every piece of work it started has ended (a failure counts as a listener's)."""
+    def _when_done(self, row_id: int, lease_until: datetime, started: list[Future],
+                   failures: list[BaseException]) -> None:
+        """Settle the request once every piece of work it started has ended (a failure counts as a listener's);
+        until then the sweeps renew its lease."""
         with self._lock:
-            self._working[row_id] = self._clock() + LEASE
+            self._working[row_id] = lease_until
         left = [len(started)]
 
         def ended(future: Future) -> None:
@@ -311,7 +313,6 @@ class InboxDispatcher:
                     return
                 self._working.pop(row_id, None)
             self._settle(row_id, failures)
-            self._wake.set()
 
         for future in started:
             future.add_done_callback(ended)
