@@ -252,31 +252,16 @@ def handle_reply(coach: Coach, *, user_id: str, channel: str, thread_ts: str | N
         with coach.db.session() as session:
             practice = _find_practice(session, channel=channel, thread_ts=thread_ts) if thread_ts else None
             if event_id and not queries.first_delivery(session, event_id=event_id, now=now):
-                owed = _still_owed(session, coach, practice)
-                if owed is None:
+                taken = _still_owed(session, coach, practice)
+                if taken is None:
                     return Outcome("repeated_event")
-                scenario, turns = owed
                 log.warning("a roleplay turn's handling was cut short; finishing it now")
             else:
-                if practice is None or not practice.active:
-                    pointer = ("That thread has no practice running. Click *Start practice* on a drill, or type "
-                               "`/drill` to start one.")
-                    _post(session, coach, channel=channel, thread_ts=thread_ts, message={"text": pointer})
-                    return Outcome("no_practice")
-                if session.get(Rep, practice.rep_id).slack_user_id != user_id:
-                    return Outcome("not_yours")
-                history = queries.turns_of(session, session_id=practice.id)
-                session.add(PracticeTurn(session_id=practice.id, seq=history[-1].seq + 1, role="rep", text=text,
-                                         created_at=now))
-                turns = [Turn(t.role, t.text) for t in history] + [Turn("rep", text)]
-                scenario = coach.scenario(practice.scenario_id)
-                if scenario is None:
-                    practice.active = False
-                    session.add(practice)
-                    retired = ("This drill was retired from the library while you practised. Start a new one "
-                               "with `/drill`.")
-                    _post(session, coach, channel=channel, thread_ts=thread_ts, message={"text": retired})
-                    return Outcome("scenario_retired")
+                taken = _take_turn(session, coach, practice, user_id=user_id, channel=channel, thread_ts=thread_ts,
+                                   text=text)
+                if isinstance(taken, Outcome):
+                    return taken
+            scenario, turns = taken
             over = _over(coach, practice, scenario, turns)
             placeholder = None if over else _typing(session, coach, practice.id, scenario, seq=len(turns) - 1,
                                                     channel=channel, thread_ts=thread_ts)
@@ -294,6 +279,29 @@ def handle_reply(coach: Coach, *, user_id: str, channel: str, thread_ts: str | N
         if roleplay_over(scenario, turns):  # the buyer said yes, walked away, or the turns ran out
             return _finish(coach, practice_id, scenario, turns)
         return Outcome("buyer_replied", reply)
+
+
+def _take_turn(session: Session, coach: Coach, practice: PracticeSession | None, *, user_id: str, channel: str,
+               thread_ts: str | None, text: str) -> tuple[Scenario, list[Turn]] | Outcome:
+    """Record the rep's message as their turn in the practice, or say why it is none (with a pointer)."""
+    if practice is None or not practice.active:
+        pointer = ("That thread has no practice running. Click *Start practice* on a drill, or type `/drill` to "
+                   "start one.")
+        _post(session, coach, channel=channel, thread_ts=thread_ts, message={"text": pointer})
+        return Outcome("no_practice")
+    if session.get(Rep, practice.rep_id).slack_user_id != user_id:
+        return Outcome("not_yours")
+    history = queries.turns_of(session, session_id=practice.id)
+    session.add(PracticeTurn(session_id=practice.id, seq=history[-1].seq + 1, role="rep", text=text,
+                             created_at=coach.clock()))
+    scenario = coach.scenario(practice.scenario_id)
+    if scenario is None:
+        practice.active = False
+        session.add(practice)
+        retired = "This drill was retired from the library while you practised. Start a new one with `/drill`."
+        _post(session, coach, channel=channel, thread_ts=thread_ts, message={"text": retired})
+        return Outcome("scenario_retired")
+    return scenario, [Turn(t.role, t.text) for t in history] + [Turn("rep", text)]
 
 
 def _over(coach: Coach, practice: PracticeSession, scenario: Scenario, turns: list[Turn]) -> bool:
