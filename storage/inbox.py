@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, func, or_, update
+from sqlalchemy import delete, func, or_, tuple_, update
 from sqlmodel import Session, col, select
 
 from storage.models import SlackInboxItem
@@ -45,14 +45,25 @@ def claim(session: Session, *, now: datetime, lease: timedelta, limit: int) -> l
     return rows
 
 
-def renew(session: Session, row_ids: Collection[int], *, until: datetime) -> None:
-    """Extend the leases of rows whose work is still running, so no other worker takes them meanwhile."""
-    session.execute(update(SlackInboxItem).where(col(SlackInboxItem.id).in_(sorted(row_ids)))
-                    .values(lease_until=until))
+# A claim is a row's id and its `attempts` after the claim: a worker renews or deletes only a row it still holds,
+# not one another worker took again after its lease lapsed (the database was away, the worker stalled).
+Claim = tuple[int, int]
 
 
-def handled(session: Session, row_ids: Collection[int]) -> None:
-    session.execute(delete(SlackInboxItem).where(col(SlackInboxItem.id).in_(sorted(row_ids))))
+def renew(session: Session, claims: Collection[Claim], *, until: datetime) -> set[Claim]:
+    """Extend the leases of rows whose work is still running; returns the claims still held (renewed)."""
+    held = session.execute(update(SlackInboxItem).where(_held(claims)).values(lease_until=until)
+                           .returning(SlackInboxItem.id, SlackInboxItem.attempts)).all()
+    return {(row_id, attempts) for row_id, attempts in held}
+
+
+def handled(session: Session, claims: Collection[Claim]) -> None:
+    """Delete the rows handled, unless another worker holds them now (it deletes them when it is done)."""
+    session.execute(delete(SlackInboxItem).where(_held(claims)))
+
+
+def _held(claims: Collection[Claim]):  # noqa: ANN202
+    return tuple_(col(SlackInboxItem.id), col(SlackInboxItem.attempts)).in_(sorted(claims))
 
 
 def depth(session: Session) -> tuple[int, datetime | None]:

@@ -192,3 +192,46 @@ def test_a_reply_whose_worker_died_mid_answer_is_answered_by_the_next_worker_onc
         assert roles == ["buyer", "rep", "buyer"], "the rep's turn once, answered once"
     finally:
         dying.release.set()
+
+
+class HeldBuyer:
+    """A buyer that answers only when released (a model slower than the lease)."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+
+    def reply(self, scenario, turns):  # noqa: ANN001, ANN201
+        self.release.wait(30)
+        return "Then tell me what it saves us per truck."
+
+
+def test_a_worker_stopping_keeps_the_lease_of_a_reply_it_finishes(start_app):
+    """A worker asked to stop (a deploy) lets the buyer finish the reply it started; meanwhile the request's lease
+    is renewed, so no other worker takes it, and it is deleted once answered."""
+    from datetime import UTC, datetime, timedelta
+
+    from tests.test_slack_inbox import stored
+
+    offset = [timedelta(0)]
+    buyer = HeldBuyer()
+    a = start_app(buyer=buyer, clock=lambda: datetime.now(UTC) + offset[0])
+    try:
+        assert a.slack.command(ids.DRILL_COMMAND, user=REP, text="price-objection").status_code == 200
+        drill = a.invite()
+        a.standin.wait_for(lambda: len(a.thread(drill)) >= 2)
+        a.slack.dm(user=REP, channel=drill["channel"], text="What is the 186 compared against?",
+                   thread_ts=drill["ts"])
+        a.standin.wait_for(lambda: len(a.thread(drill)) == 3 and "typing" in a.thread(drill)[-1]["text"])
+        stopping = threading.Thread(target=a.app.dispatcher.stop,
+                                    kwargs={"then": lambda: a.app.coach.workers.shutdown(wait=True)})
+        stopping.start()
+        offset[0] = timedelta(seconds=40)  # the model is still thinking well into the lease
+        a.standin.wait_for(lambda: [r for r in stored(a.app)
+                                    if r.lease_until.replace(tzinfo=UTC) > datetime.now(UTC) + timedelta(seconds=90)])
+        offset[0] = timedelta(0)  # (the reply's edit is stamped with this clock; the sender keeps real time)
+        buyer.release.set()
+        stopping.join(timeout=10)
+        assert not stopping.is_alive() and stored(a.app) == [], "answered, then deleted, before the stop ended"
+        a.standin.wait_for(lambda: "per truck" in a.thread(drill)[-1]["text"])
+    finally:
+        buyer.release.set()

@@ -188,6 +188,31 @@ def test_a_lanes_requests_run_one_at_a_time_in_order_and_each_once_with_two_work
         assert session.exec(select(func.count()).select_from(SlackInboxItem)).one() == 0
 
 
+def test_a_worker_renews_or_deletes_only_a_request_it_still_holds(db):
+    """Worker A's lease lapsed (its database was away) and worker B took the request again: A's late renewal and
+    A's "done" leave it to B, whose own renewal and "done" count."""
+    now = datetime.now(UTC)
+    with db.session() as session:
+        inbox.record(session, [("D1", _event_body("slow"), {"content-type": "application/json"})], now=now)
+    with db.session() as session:
+        [a] = inbox.claim(session, now=now, lease=LEASE, limit=10)
+        a_claim = (a.id, a.attempts)
+    later = now + LEASE + timedelta(seconds=1)
+    with db.session() as session:
+        [b] = inbox.claim(session, now=later, lease=LEASE, limit=10)
+        b_claim = (b.id, b.attempts)
+    with db.session() as session:
+        assert inbox.renew(session, [a_claim], until=later + LEASE * 2) == set(), "A no longer holds it"
+        inbox.handled(session, [a_claim])
+    with db.session() as session:
+        [row] = session.exec(select(SlackInboxItem)).all()
+        assert row.lease_until.replace(tzinfo=UTC) == (later + LEASE).replace(tzinfo=UTC), "B's lease, untouched"
+        assert inbox.renew(session, [b_claim], until=later + LEASE * 2) == {b_claim}
+        inbox.handled(session, [b_claim])
+    with db.reading() as session:
+        assert session.exec(select(func.count()).select_from(SlackInboxItem)).one() == 0
+
+
 def test_a_request_whose_worker_keeps_dying_is_dropped_after_five_attempts_and_logged(db, standin, caplog):
     bolt = _stored_requests_bolt(standin)
     seen: list[str] = []

@@ -38,6 +38,7 @@ from bot.slack.sender import DATABASE_DOWN
 from bot.telemetry import REQUEST_ID_HEADER, ContextThreadPool, bound, context
 from storage import inbox
 from storage.db import Database
+from storage.inbox import Claim
 
 log = logging.getLogger(__name__)
 
@@ -207,13 +208,14 @@ class InboxDispatcher:
     it."""
 
     def __init__(self, db: Database, bolt: App, *, threads: int, clock: Callable[[], datetime], sweep_s: float):
-        self._db, self._bolt, self._clock, self._sweep_s = db, bolt, clock, sweep_s
+        self._db, self._bolt, self._clock = db, bolt, clock
+        self._sweep_s = min(sweep_s, LEASE.total_seconds() / 4)  # a working request's lease is renewed in time
         self._threads = threads
         self._pool = ContextThreadPool(threads, thread_name_prefix="slack-inbox")
         self._lock = threading.Lock()
         self._in_flight = 0
-        self._finished: list[int] = []
-        self._working: dict[int, datetime] = {}  # requests whose started work runs on: when their lease ends
+        self._finished: list[Claim] = []
+        self._working: dict[Claim, datetime] = {}  # requests whose started work runs on: when their lease ends
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._loop: threading.Thread | None = None
@@ -228,26 +230,32 @@ class InboxDispatcher:
 
     def stop(self, *, then: Callable[[], None] = lambda: None) -> None:
         """Take nothing more, let the listeners running finish, call `then` (which lets the work they started
-        finish), and delete what was handled."""
+        finish) while renewing their leases, and delete what was handled."""
         self._stopping.set()
         self._wake.set()
         if self._loop is not None:
             self._loop.join(timeout=30)
         self._pool.shutdown(wait=True)
-        then()
-        try:
-            self.dispatch_due(claim=False)
-        except DATABASE_DOWN:
-            pass  # their leases lapse and they are handled again
+        draining = threading.Thread(target=then, name="slack-inbox-drain")
+        draining.start()
+        while True:
+            draining.join(timeout=1)
+            try:
+                self.dispatch_due(claim=False)
+            except DATABASE_DOWN:
+                pass  # their leases lapse and they are handled again
+            if not draining.is_alive():
+                return
 
     def dispatch_due(self, *, claim: bool = True) -> int:
-        """Delete what was handled, then hand the next requests to the pool; returns how many it took."""
+        """Delete what was handled, renew the leases of requests whose work runs on, then hand the next requests
+        to the pool; returns how many it took."""
         now = self._clock()
         with self._lock:
             finished, self._finished = self._finished, []
             free = self._threads - self._in_flight if claim else 0
-            renew = [row_id for row_id, until in self._working.items() if until - now < LEASE / 2]
-        rows = []
+            renew = [c for c, until in self._working.items() if until - now < LEASE / 2]
+        rows, held = [], set()
         if not finished and not free and not renew:
             return 0  # nothing to delete, renew or hand to a thread: no transaction
         try:
@@ -255,7 +263,7 @@ class InboxDispatcher:
                 if finished:
                     inbox.handled(session, finished)
                 if renew:
-                    inbox.renew(session, renew, until=now + LEASE)
+                    held = inbox.renew(session, renew, until=now + LEASE)
                 if free > 0:
                     rows = inbox.claim(session, now=now, lease=LEASE, limit=free)
         except BaseException:
@@ -263,21 +271,26 @@ class InboxDispatcher:
                 self._finished[:0] = finished  # deleted with the next sweep that reaches the database
             raise
         with self._lock:
-            for row_id in renew:
-                if row_id in self._working:
-                    self._working[row_id] = now + LEASE
+            for c in renew:
+                if c not in self._working:
+                    continue
+                if c in held:
+                    self._working[c] = now + LEASE
+                else:  # taken again by another worker (this one was away past the lease): it finishes it
+                    log.warning("a Slack request this worker was still handling was taken by another worker")
+                    del self._working[c]
         for row in rows:
             if row.attempts > GIVE_UP_AFTER:
                 log.error("dropped a Slack request (lane %s, received %s) after %d attempts: its worker died each "
                           "time", row.lane, row.received_at.isoformat(), row.attempts - 1)
-                self._done(row.id)
+                self._done((row.id, row.attempts))
                 continue
             with self._lock:
                 self._in_flight += 1
-            self._pool.submit(self._handle, row.id, row.body, row.headers, row.lease_until)
+            self._pool.submit(self._handle, (row.id, row.attempts), row.body, row.headers, row.lease_until)
         return len(rows)
 
-    def _handle(self, row_id: int, body: str, headers: dict, lease_until: datetime) -> None:
+    def _handle(self, claim: Claim, body: str, headers: dict, lease_until: datetime) -> None:
         try:
             request_id = headers.get(REQUEST_ID_HEADER)
             with bound(request_id=request_id, path="/slack/events") if request_id else bound(), \
@@ -288,20 +301,20 @@ class InboxDispatcher:
                     log.error("Bolt failed on a stored Slack request: %s", error, exc_info=error)
                     failures.append(error)
             if started:
-                self._when_done(row_id, lease_until, started, failures)  # the thread is free; the lane waits
+                self._when_done(claim, lease_until, started, failures)  # the thread is free; the lane waits
             else:
-                self._settle(row_id, failures)
+                self._settle(claim, failures)
         finally:
             with self._lock:
                 self._in_flight -= 1
             self._wake.set()
 
-    def _when_done(self, row_id: int, lease_until: datetime, started: list[Future],
+    def _when_done(self, claim: Claim, lease_until: datetime, started: list[Future],
                    failures: list[BaseException]) -> None:
         """Settle the request once every piece of work it started has ended (a failure counts as a listener's);
         until then the sweeps renew its lease."""
         with self._lock:
-            self._working[row_id] = lease_until
+            self._working[claim] = lease_until
         left = [len(started)]
 
         def ended(future: Future) -> None:
@@ -311,22 +324,22 @@ class InboxDispatcher:
                 left[0] -= 1
                 if left[0]:
                     return
-                self._working.pop(row_id, None)
-            self._settle(row_id, failures)
+                self._working.pop(claim, None)
+            self._settle(claim, failures)
 
         for future in started:
             future.add_done_callback(ended)
 
-    def _settle(self, row_id: int, failures: list[BaseException]) -> None:
+    def _settle(self, claim: Claim, failures: list[BaseException]) -> None:
         if any(isinstance(f, DATABASE_DOWN) for f in failures):
             log.warning("a stored Slack request waits for the database; it is handled again in %d s",
                         LEASE.total_seconds())
             return
-        self._done(row_id)
+        self._done(claim)
 
-    def _done(self, row_id: int) -> None:
+    def _done(self, claim: Claim) -> None:
         with self._lock:
-            self._finished.append(row_id)
+            self._finished.append(claim)
         self._wake.set()
 
     def _run(self) -> None:
