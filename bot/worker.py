@@ -13,6 +13,7 @@ dies, the web process starts it again; when the web process dies, the worker's d
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import shutil
@@ -35,38 +36,47 @@ START_WAIT_S = 60
 DOORBELL_FD = "REHEARSE_DOORBELL_FD"  # set by `rehearse serve` for the worker it starts
 NICENESS = 5  # the worker's CPU priority below the web process's
 RESTART_DELAYS_S = (1, 2, 5, 10, 30)
-METRICS_DIR_PREFIX = "rehearse-metrics-"  # then the web process's pid
+METRICS_DIR_PREFIX = "rehearse-metrics-"
+METRICS_DIR_OWNER = ".serve"  # a file in the directory whose lock `serve` holds for its life
 
 
 @contextmanager
 def shared_metrics() -> Iterator[Path]:
     """PROMETHEUS_MULTIPROC_DIR for serve and its worker, so `/metrics` adds both up: a fresh directory, removed at
-    exit. Set it before the metrics library is loaded. Directories left by a serve killed with SIGKILL (their pid
-    no longer runs, or is ours now) are removed first. A directory the operator set is used as it is."""
+    exit. Set it before the metrics library is loaded. Directories left by a serve killed with SIGKILL (nobody holds
+    their lock any more; a lock, not a pid, so serves in containers sharing /tmp tell each other apart) are removed
+    first. A directory the operator set is used as it is."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         yield Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
         return
-    for left in Path(tempfile.gettempdir()).glob(f"{METRICS_DIR_PREFIX}*-*"):
-        pid = left.name.removeprefix(METRICS_DIR_PREFIX).split("-")[0]
-        if pid.isdigit() and (int(pid) == os.getpid() or not _running(int(pid))):
-            shutil.rmtree(left, ignore_errors=True)
-    path = tempfile.mkdtemp(prefix=f"{METRICS_DIR_PREFIX}{os.getpid()}-")
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
+    for left in Path(tempfile.gettempdir()).glob(f"{METRICS_DIR_PREFIX}*"):
+        _remove_if_abandoned(left)
+    making = Path(tempfile.mkdtemp(prefix=f".{METRICS_DIR_PREFIX}"))  # locked before another serve can see it
+    owner = os.open(making / METRICS_DIR_OWNER, os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(owner, fcntl.LOCK_EX)
+    path = making.with_name(making.name[1:])
+    making.rename(path)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(path)
     try:
-        yield Path(path)
+        yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
+        os.close(owner)
         del os.environ["PROMETHEUS_MULTIPROC_DIR"]
 
 
-def _running(pid: int) -> bool:
+def _remove_if_abandoned(path: Path) -> None:
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # another user's process
-    return True
+        owner = os.open(path / METRICS_DIR_OWNER, os.O_RDWR)
+    except OSError:
+        return  # not one of ours, or being made right now
+    try:
+        fcntl.flock(owner, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return  # its serve is running
+    finally:
+        os.close(owner)  # (closing also lets go of a lock just taken)
+    shutil.rmtree(path, ignore_errors=True)
 
 
 class WorkerProcess:

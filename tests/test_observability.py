@@ -8,7 +8,6 @@ import json
 import logging
 import os
 import secrets
-import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
@@ -255,17 +254,24 @@ def test_a_model_failure_is_a_fallback_observation_in_metrics(start_app):
 
 
 def test_metrics_directories_left_by_a_killed_serve_are_removed_at_the_next_start(tmp_path, monkeypatch):
-    """`serve` killed with SIGKILL cannot remove its metrics directory; the next `serve` on the machine does."""
+    """`serve` killed with SIGKILL cannot remove its metrics directory; the next `serve` on the machine does, and
+    leaves alone the directory of a serve still running (its lock is held; pids would not tell, across containers)."""
+    import fcntl
+
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
-    gone = subprocess.Popen(["true"])
-    gone.wait()
-    killed = tmp_path / f"rehearse-metrics-{gone.pid}-x1"
-    running = tmp_path / f"rehearse-metrics-{os.getppid()}-x2"  # another serve, still running
+    killed, running = tmp_path / "rehearse-metrics-x1", tmp_path / "rehearse-metrics-x2"
     for left in (killed, running):
         left.mkdir()
         (left / "counter_1.db").write_bytes(b"\0" * 64)
-    with shared_metrics() as path:
-        assert os.environ["PROMETHEUS_MULTIPROC_DIR"] == str(path) and path.is_dir()
-        assert not killed.exists() and running.exists()
-    assert not path.exists() and "PROMETHEUS_MULTIPROC_DIR" not in os.environ
+        (left / ".serve").touch()
+    held = os.open(running / ".serve", os.O_RDWR)
+    fcntl.flock(held, fcntl.LOCK_EX)  # as the running serve holds it
+    try:
+        with shared_metrics() as path:
+            assert os.environ["PROMETHEUS_MULTIPROC_DIR"] == str(path) and path.is_dir()
+            assert path.name.startswith("rehearse-metrics-") and (path / ".serve").exists()
+            assert not killed.exists() and running.exists()
+        assert not path.exists() and "PROMETHEUS_MULTIPROC_DIR" not in os.environ
+    finally:
+        os.close(held)

@@ -81,6 +81,22 @@ def test_messages_the_roleplay_never_answers_are_acknowledged_without_being_stor
     assert [json.loads(r.body)["event"]["text"] for r in stored(h.app)] == ["What are you comparing us against?"]
 
 
+def test_an_event_is_left_out_only_when_every_listener_of_its_type_would_ignore_it():
+    """A second `message` listener that takes every message (or acts on others) keeps them coming."""
+    from bot.handlers import Listened
+
+    in_dm = lambda e: e.get("channel_type") == "im"  # noqa: E731
+    in_channel = lambda e: e.get("channel_type") == "channel"  # noqa: E731
+    dm, channel, group = ({"event": {"type": "message", "channel_type": kind}} for kind in ("im", "channel", "group"))
+    only_dm = Listened(frozenset({"message"}), frozenset(), {"message": (in_dm,)})
+    assert (only_dm.ignores(dm), only_dm.ignores(channel)) == (False, True)
+    both = Listened(frozenset({"message"}), frozenset(), {"message": (in_dm, in_channel)})
+    assert (both.ignores(dm), both.ignores(channel), both.ignores(group)) == (False, False, True)
+    with_a_catch_all = Listened(frozenset({"message"}), frozenset(), {"message": (in_dm, None)})
+    assert not with_a_catch_all.ignores(group)
+    assert not only_dm.ignores({"event": {"type": "app_home_opened"}}), "no check: never left out"
+
+
 def test_a_bad_signature_is_refused_before_anything_is_stored(harness):
     body = json.dumps({"type": "event_callback", "team_id": "T0", "event_id": "EvBAD",
                        "event": {"type": "message", "channel_type": "im", "channel": "D0ALEX", "user": REP,

@@ -29,14 +29,14 @@ class Listened:
 
     events: frozenset[str]
     actions: frozenset[str]
-    # Per event type, which of its events the listener acts on (it returns early on the others).
-    acts_on: Mapping[str, Callable[[dict], bool]] = field(default_factory=dict)
+    # Per event type, for each of its listeners, which events it acts on (None: all of them).
+    acts_on: Mapping[str, tuple[Callable[[dict], bool] | None, ...]] = field(default_factory=dict)
 
     def ignores(self, payload: dict) -> bool:
-        """An event its listener would return early on: Slack gets its 200, nothing is stored or handled."""
+        """An event every listener of its type would return early on: Slack gets its 200, nothing is stored."""
         event = payload.get("event")
-        check = self.acts_on.get(event.get("type")) if isinstance(event, dict) else None
-        return check is not None and not check(event)
+        checks = self.acts_on.get(event.get("type"), ()) if isinstance(event, dict) else ()
+        return bool(checks) and all(check is not None and not check(event) for check in checks)
 
 
 def register(app: App, coach: Coach) -> Listened:
@@ -58,7 +58,7 @@ def register(app: App, coach: Coach) -> Listened:
         module.register(registry)
     # A click that opens a modal must do so within its trigger_id's 3 seconds: it is handled before the ack.
     return Listened(frozenset(registry.events), frozenset(registry.actions - approvals.OPEN_A_MODAL),
-                    dict(registry.acts_on))
+                    {kind: tuple(checks) for kind, checks in registry.acts_on.items()})
 
 
 @contextmanager
@@ -110,7 +110,7 @@ class _KeepingTheAck:
         self._app = app
         self.events: set[str] = set()
         self.actions: set[str] = set()
-        self.acts_on: dict[str, Callable[[dict], bool]] = {}
+        self.acts_on: dict[str, list[Callable[[dict], bool] | None]] = {}
 
     def __getattr__(self, name: str):  # noqa: ANN204
         register = getattr(self._app, name)
@@ -122,8 +122,9 @@ class _KeepingTheAck:
             if noted is not None:
                 noted.update(m for m in matchers if isinstance(m, str))
             if name == "event":
-                if (acts_on := options.pop("acts_on", None)) is not None:
-                    self.acts_on.update((m, acts_on) for m in matchers if isinstance(m, str))
+                acts_on = options.pop("acts_on", None)
+                for kind in (m for m in matchers if isinstance(m, str)):
+                    self.acts_on.setdefault(kind, []).append(acts_on)
                 return register(*matchers, **options)
             return lambda listener: register(*matchers, **options)(keep_the_ack(listener))
 
