@@ -350,8 +350,7 @@ def database_families(db: Any, now: datetime | None = None) -> list[GaugeMetricF
     inbox_depth = GaugeMetricFamily("rehearse_slack_inbox_pending",
                                     "Slack events and clicks answered and not yet handled, or whose work still runs")
     inbox_age = GaugeMetricFamily("rehearse_slack_inbox_oldest_age_seconds",
-                                  "Age of the oldest Slack request not yet handled or whose work (a model's reply, a "
-                                  "grade) still runs; grows past a minute only while no worker runs")
+                                  "Age of the oldest Slack request no worker holds (grows while no worker runs)")
     try:
         with db.reading() as session:  # takes no turn from the writers
             counts = dict(session.exec(select(Nudge.state, func.count()).group_by(Nudge.state)).all())
@@ -361,7 +360,7 @@ def database_families(db: Any, now: datetime | None = None) -> list[GaugeMetricF
                 OutboxMessage.status == OutboxStatus.PENDING,
                 or_(col(OutboxMessage.held_until).is_(None), col(OutboxMessage.held_until) <= now))).one()
         with db.inbox.reading() as session:
-            waiting, first_received = inbox.depth(session)
+            waiting, first_received = inbox.depth(session, now=now)
     except Exception:  # noqa: BLE001 - a scrape during an outage reports the outage, not a 500
         logging.getLogger(__name__).warning("metrics: the database did not answer")
         up.add_metric([], 0)

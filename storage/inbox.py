@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, func, or_, tuple_, update
+from sqlalchemy import case, delete, func, or_, tuple_, update
 from sqlmodel import Session, col, select
 
 from storage.models import SlackInboxItem
@@ -66,7 +66,9 @@ def _held(claims: Collection[Claim]):  # noqa: ANN202
     return tuple_(col(SlackInboxItem.id), col(SlackInboxItem.attempts)).in_(sorted(claims))
 
 
-def depth(session: Session) -> tuple[int, datetime | None]:
-    """Rows waiting or being handled, and when the oldest arrived."""
-    count, oldest = session.execute(select(func.count(), func.min(SlackInboxItem.received_at))).one()
+def depth(session: Session, *, now: datetime) -> tuple[int, datetime | None]:
+    """Rows waiting or being handled, and when the oldest that no worker holds arrived (a row whose work runs, a
+    model's reply say, is not late)."""
+    unheld = or_(col(SlackInboxItem.lease_until).is_(None), col(SlackInboxItem.lease_until) < now)
+    count, oldest = session.execute(select(func.count(), func.min(case((unheld, SlackInboxItem.received_at))))).one()
     return count, oldest

@@ -175,6 +175,9 @@ def test_a_reply_whose_worker_died_mid_answer_is_answered_by_the_next_worker_onc
         time.sleep(1)
         assert len(stored(b.app)) == 1 and "typing" in a.thread(drill)[-1]["text"], \
             "the request stays, leased, while A works on it: B leaves it alone"
+        metrics = a.http.get(f"{a.url}/metrics").text
+        assert "rehearse_slack_inbox_pending 1.0" in metrics, "counted while its work runs"
+        assert "rehearse_slack_inbox_oldest_age_seconds 0.0" in metrics, "not late: a worker holds it"
 
         a_offset[0] = timedelta(seconds=40)  # A, alive, renews the lease before it lapses
         a.standin.wait_for(lambda: [r for r in stored(a.app)
