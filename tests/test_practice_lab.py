@@ -238,3 +238,22 @@ def test_a_worker_stopping_keeps_the_lease_of_a_reply_it_finishes(start_app):
         a.standin.wait_for(lambda: "per truck" in a.thread(drill)[-1]["text"])
     finally:
         buyer.release.set()
+
+
+def test_the_home_tab_opens_while_the_buyer_is_still_answering_in_the_dm(start_app):
+    """The DM's replies wait for each other; opening the Home tab (an event on the same DM channel) does not wait
+    for the buyer's reply being written."""
+    buyer = HeldBuyer()
+    h = start_app(buyer=buyer)
+    try:
+        assert h.slack.command(ids.DRILL_COMMAND, user=REP, text="price-objection").status_code == 200
+        drill = h.invite()
+        h.standin.wait_for(lambda: len(h.thread(drill)) >= 2)
+        h.slack.dm(user=REP, channel=drill["channel"], text="What is the 186 compared against?",
+                   thread_ts=drill["ts"])
+        h.standin.wait_for(lambda: "typing" in h.thread(drill)[-1]["text"])
+        h.slack.event({"type": "app_home_opened", "user": REP, "channel": drill["channel"], "tab": "home"})
+        assert h.standin.wait_for(lambda: h.standin.views.get(REP), timeout=3)["type"] == "home"
+        assert "typing" in h.thread(drill)[-1]["text"], "the buyer is still answering"
+    finally:
+        buyer.release.set()

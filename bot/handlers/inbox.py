@@ -51,6 +51,8 @@ KEPT_HEADERS = ("content-type", "x-slack-retry-num", "x-slack-retry-reason")
 def lane_for(payload: dict, listened: Listened) -> str | None:
     """The conversation whose order a request keeps, when its listener may run after the ack; else None.
 
+    Messages and clicks keep their channel's order (a DM's replies, one after the other). Other events have a lane
+    of their own per person: opening the Home tab does not wait behind a buyer's reply being written in the DM.
     Raises as Bolt does (TypeError, KeyError, ...) on a payload whose ids it cannot read: the caller answers 400.
     """
     where = build_context(BoltContext(), payload)  # Bolt's own reading of the ids, as BoltRequest does it
@@ -59,6 +61,8 @@ def lane_for(payload: dict, listened: Listened) -> str | None:
         kind = event.get("type") if isinstance(event, dict) else None
         if not isinstance(kind, str) or kind not in listened.events:
             return None
+        if kind != "message":
+            return f"{kind}:{where.user_id or where.team_id or '-'}"[:64]
     elif payload.get("type") == "block_actions":
         actions = payload.get("actions")
         if not isinstance(actions, list) or not actions or not all(
