@@ -194,7 +194,6 @@ class Rehearse:
         finally:
             self.stop()
 
-
     def work(self) -> None:
         """The life of `rehearse worker`: start the work behind the answers, take rings from the web process until it
         goes (or SIGTERM), then stop."""

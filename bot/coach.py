@@ -7,7 +7,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -16,6 +16,7 @@ from bot.practice.grader import Grader
 from bot.practice.roleplay import Buyer
 from bot.practice.scenarios import Scenario
 from bot.slack.directory import SlackDirectory
+from bot.telemetry import collecting, noting
 from storage.db import Database
 
 log = logging.getLogger(__name__)
@@ -26,17 +27,11 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-@contextmanager
-def work_started() -> Iterator[list[Future]]:
+def work_started() -> AbstractContextManager[list[Future]]:
     """The futures of the `Coach.run_later` calls made inside: the Slack inbox keeps a request (and its
     conversation's place in line) until the work it started is done, so a worker that dies mid-reply leaves the
     request to be handled again."""
-    started: list[Future] = []
-    token = _started.set(started)
-    try:
-        yield started
-    finally:
-        _started.reset(token)
+    return collecting(_started)
 
 
 class KeyedLocks:
@@ -86,8 +81,7 @@ class Coach:
 
         future = self.workers.submit(contextvars.copy_context().run, work, *args, **kwargs)
         future.add_done_callback(report)
-        if (started := _started.get()) is not None:
-            started.append(future)
+        noting(_started, future)
         return future
 
     def scenario(self, scenario_id: str, criterion: str | None = None) -> Scenario | None:

@@ -61,6 +61,24 @@ def bound(**fields: Any) -> Iterator[None]:
         _fields.reset(token)
 
 
+@contextmanager
+def collecting(var: contextvars.ContextVar[list | None]) -> Iterator[list]:
+    """Gather in a fresh list what the code run inside adds to `var` with `noting`: what handling one Slack request
+    left behind (its listeners' failures, the work it started)."""
+    gathered: list = []
+    token = var.set(gathered)
+    try:
+        yield gathered
+    finally:
+        var.reset(token)
+
+
+def noting(var: contextvars.ContextVar[list | None], item: object) -> None:
+    """Add `item` to what `collecting(var)` gathers (nothing outside it)."""
+    if (gathered := var.get()) is not None:
+        gathered.append(item)
+
+
 def scoped(work: Callable[..., Any]) -> Callable[..., Any]:
     """Run `work` in a copy of the context, so what it binds (a nudge it finds) ends with it."""
 

@@ -31,8 +31,7 @@ def claim(session: Session, *, now: datetime, lease: timedelta, limit: int) -> l
     oldest = select(func.min(SlackInboxItem.id)).group_by(col(SlackInboxItem.lane))
     query = (
         select(SlackInboxItem)
-        .where(col(SlackInboxItem.id).in_(oldest),
-               or_(col(SlackInboxItem.lease_until).is_(None), col(SlackInboxItem.lease_until) < now))
+        .where(col(SlackInboxItem.id).in_(oldest), _unheld(now))
         .order_by(col(SlackInboxItem.id))
         .limit(limit)
         .with_for_update(skip_locked=True)
@@ -69,6 +68,11 @@ def _held(claims: Collection[Claim]):  # noqa: ANN202
 def depth(session: Session, *, now: datetime) -> tuple[int, datetime | None]:
     """Rows waiting or being handled, and when the oldest that no worker holds arrived (a row whose work runs, a
     model's reply say, is not late)."""
-    unheld = or_(col(SlackInboxItem.lease_until).is_(None), col(SlackInboxItem.lease_until) < now)
-    count, oldest = session.execute(select(func.count(), func.min(case((unheld, SlackInboxItem.received_at))))).one()
+    count, oldest = session.execute(select(func.count(),
+                                           func.min(case((_unheld(now), SlackInboxItem.received_at))))).one()
     return count, oldest
+
+
+def _unheld(now: datetime):  # noqa: ANN202
+    """No worker holds the row: never claimed, or its lease lapsed."""
+    return or_(col(SlackInboxItem.lease_until).is_(None), col(SlackInboxItem.lease_until) < now)

@@ -150,6 +150,16 @@ class DyingBuyer:
         raise RuntimeError("this worker is gone")
 
 
+def _reply_while_the_buyer_thinks(h) -> dict:  # noqa: ANN001
+    """`/drill price-objection`, then a reply in its thread: returns the drill once "typing…" is up."""
+    assert h.slack.command(ids.DRILL_COMMAND, user=REP, text="price-objection").status_code == 200
+    drill = h.invite()
+    h.standin.wait_for(lambda: len(h.thread(drill)) >= 2)
+    h.slack.dm(user=REP, channel=drill["channel"], text="What is the 186 compared against?", thread_ts=drill["ts"])
+    h.standin.wait_for(lambda: len(h.thread(drill)) == 3 and "typing" in h.thread(drill)[-1]["text"])
+    return drill
+
+
 def test_a_reply_whose_worker_died_mid_answer_is_answered_by_the_next_worker_once(start_app):
     """Worker A records the rep's turn, posts "typing…" and dies waiting for the model. While A lives its request
     stays in the inbox and A renews the lease; once the lease lapses, worker B takes the request again and the
@@ -166,12 +176,7 @@ def test_a_reply_whose_worker_died_mid_answer_is_answered_by_the_next_worker_onc
     a = start_app(buyer=dying, clock=lambda: datetime.now(UTC) + a_offset[0])
     b = start_app()  # the scripted buyer
     try:
-        assert a.slack.command(ids.DRILL_COMMAND, user=REP, text="price-objection").status_code == 200
-        drill = a.invite()
-        a.standin.wait_for(lambda: len(a.thread(drill)) >= 2)
-        a.slack.dm(user=REP, channel=drill["channel"], text="What is the 186 compared against?",
-                   thread_ts=drill["ts"])
-        a.standin.wait_for(lambda: len(a.thread(drill)) == 3 and "typing" in a.thread(drill)[-1]["text"])
+        drill = _reply_while_the_buyer_thinks(a)
         time.sleep(1)
         assert len(stored(b.app)) == 1 and "typing" in a.thread(drill)[-1]["text"], \
             "the request stays, leased, while A works on it: B leaves it alone"
@@ -219,12 +224,7 @@ def test_a_worker_stopping_keeps_the_lease_of_a_reply_it_finishes(start_app):
     buyer = HeldBuyer()
     a = start_app(buyer=buyer, clock=lambda: datetime.now(UTC) + offset[0])
     try:
-        assert a.slack.command(ids.DRILL_COMMAND, user=REP, text="price-objection").status_code == 200
-        drill = a.invite()
-        a.standin.wait_for(lambda: len(a.thread(drill)) >= 2)
-        a.slack.dm(user=REP, channel=drill["channel"], text="What is the 186 compared against?",
-                   thread_ts=drill["ts"])
-        a.standin.wait_for(lambda: len(a.thread(drill)) == 3 and "typing" in a.thread(drill)[-1]["text"])
+        drill = _reply_while_the_buyer_thinks(a)
         stopping = threading.Thread(target=a.app.dispatcher.stop,
                                     kwargs={"then": lambda: a.app.coach.workers.shutdown(wait=True)})
         stopping.start()
@@ -246,12 +246,7 @@ def test_the_home_tab_opens_while_the_buyer_is_still_answering_in_the_dm(start_a
     buyer = HeldBuyer()
     h = start_app(buyer=buyer)
     try:
-        assert h.slack.command(ids.DRILL_COMMAND, user=REP, text="price-objection").status_code == 200
-        drill = h.invite()
-        h.standin.wait_for(lambda: len(h.thread(drill)) >= 2)
-        h.slack.dm(user=REP, channel=drill["channel"], text="What is the 186 compared against?",
-                   thread_ts=drill["ts"])
-        h.standin.wait_for(lambda: "typing" in h.thread(drill)[-1]["text"])
+        drill = _reply_while_the_buyer_thinks(h)
         h.slack.event({"type": "app_home_opened", "user": REP, "channel": drill["channel"], "tab": "home"})
         assert h.standin.wait_for(lambda: h.standin.views.get(REP), timeout=3)["type"] == "home"
         assert "typing" in h.thread(drill)[-1]["text"], "the buyer is still answering"

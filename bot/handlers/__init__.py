@@ -10,14 +10,15 @@ from __future__ import annotations
 import contextvars
 import functools
 import logging
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 
 from slack_bolt import App
 
 from bot.coach import Coach
 from bot.handlers import approvals, commands, home, practice
+from bot.telemetry import collecting, noting
 
 log = logging.getLogger(__name__)
 _failures: contextvars.ContextVar[list[BaseException] | None] = contextvars.ContextVar("failures", default=None)
@@ -61,23 +62,15 @@ def register(app: App, coach: Coach) -> Listened:
                     {kind: tuple(checks) for kind, checks in registry.acts_on.items()})
 
 
-@contextmanager
-def failures_noted() -> Iterator[list[BaseException]]:
+def failures_noted() -> AbstractContextManager[list[BaseException]]:
     """What listeners raise while one request is handled in this thread (the inbox worker retries on a database
     failure instead of dropping the request)."""
-    noted: list[BaseException] = []
-    token = _failures.set(noted)
-    try:
-        yield noted
-    finally:
-        _failures.reset(token)
+    return collecting(_failures)
 
 
 def note_failure(error: BaseException) -> None:
     """Record a listener's failure for `failures_noted` (a no-op outside it)."""
-    noted = _failures.get()
-    if noted is not None:
-        noted.append(error)
+    noting(_failures, error)
 
 
 def keep_the_ack(listener: Callable) -> Callable:

@@ -46,6 +46,8 @@ LEASE = timedelta(seconds=60)  # renewed while a request's work runs; once it la
 GIVE_UP_AFTER = 5  # attempts: a request whose handling kills the worker every time is dropped, and logged
 BATCH = 500  # requests a transaction at most
 KEPT_HEADERS = ("content-type", "x-slack-retry-num", "x-slack-retry-reason")
+# What Bolt (and `lane_for`, reading the ids as Bolt does) raises on a payload not shaped as Slack's are.
+UNREADABLE = (TypeError, ValueError, AttributeError, KeyError, IndexError, RecursionError)
 
 
 def lane_for(payload: dict, listened: Listened) -> str | None:
@@ -191,7 +193,7 @@ class SocketModeInbox(SocketModeHandler):
         payload = req.payload
         try:
             lane = lane_for(payload, self._listened) if isinstance(payload, dict) else None
-        except (TypeError, ValueError, AttributeError, KeyError, IndexError):
+        except UNREADABLE:
             lane = None  # Bolt's own reading of it tells what is wrong
         if lane is None:
             super().handle(client, req)

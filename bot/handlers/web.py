@@ -16,7 +16,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from bot.coach import Coach
-from bot.handlers.inbox import SlackReceiver
+from bot.handlers.inbox import UNREADABLE, SlackReceiver
 from bot.nudges.adapters import PayloadError, parse_body, unstorable_text
 from bot.nudges.intake import ingest_calls
 
@@ -84,7 +84,7 @@ def routes(*, bolt: App, coach: Coach, webhook_secret: str | None, receiver: Sla
             if answered is not None:
                 return answered
             bolt_request = to_bolt_request(request, body)
-        except (TypeError, ValueError, AttributeError, KeyError, IndexError, RecursionError):
+        except UNREADABLE:
             # Bolt reads the payload (before checking its signature) assuming Slack's shapes: odd ones are refused
             log.warning("refused a request to /slack/events: its payload is not shaped as Slack's are")
             return _error(400, "not a Slack payload: Bolt cannot read it")
