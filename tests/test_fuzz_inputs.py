@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import math
 import re
 import time
 import urllib.parse
@@ -262,7 +263,9 @@ def test_webhook_bad_signatures_are_401_and_store_nothing(webhook, examples):
         if kind == "junk-timestamp":
             return {**good, "X-Rehearse-Timestamp": junk}
         if kind == "stale":
-            return webhook_headers(WEBHOOK_SECRET, raw, int(time.time()) + skew)
+            # Whole seconds: rounded down, "now + 301" could be 300.x s ahead by the time the server reads it.
+            return webhook_headers(WEBHOOK_SECRET, raw, math.ceil(time.time()) + skew if skew > 0
+                                   else int(time.time()) + skew)
         return good  # "tampered": a good signature of another body
 
     @fuzz(examples)
