@@ -32,7 +32,7 @@ from bot.coach import Coach, utcnow
 from bot.config import CoachConfig, ConfigError, load_config, unknown_scenarios
 from bot.handlers import Listened
 from bot.handlers.inbox import InboxDispatcher, InboxWriter, SlackReceiver, SocketModeInbox
-from bot.handlers.web import database_unavailable, routes
+from bot.handlers.web import BodyTooSlow, body_too_slow, database_unavailable, routes, server_config
 from bot.nudges.approval import ask_managers_after_rep_first
 from bot.nudges.digest import post_digest
 from bot.nudges.expiry import expire_after_failed_delivery, expire_stale_nudges
@@ -45,7 +45,7 @@ from bot.practice.roleplay import Buyer, ScriptedBuyer
 from bot.practice.scenarios import load_scenarios
 from bot.settings import Settings
 from bot.slack.directory import SlackDirectory
-from bot.slack.installation import resume_if_slack_answers
+from bot.slack.installation import InstalledApp, resume_if_slack_answers
 from bot.slack.sender import DATABASE_DOWN, OutboxSender
 from bot.telemetry import ContextThreadPool, MeteredWebClient, RequestIds, keep_secret, slack_request_ids
 from bot.worker import INBOX, OUTBOX, WorkerProcess, listen
@@ -190,7 +190,8 @@ class Rehearse:
             # uvicorn's lines go through our handler (JSON, redacted) too, at our level: at INFO (`--verbose`, the
             # default) a line for each request
             level = logging.getLevelName(logging.getLogger().getEffectiveLevel()).lower()
-            uvicorn.run(self.web, host=host, port=self.settings.port, log_level=level, log_config=None)
+            uvicorn.Server(server_config(self.web, host=host, port=self.settings.port, log_level=level,
+                                         log_config=None)).run()
         finally:
             self.stop()
 
@@ -266,11 +267,13 @@ def create_app(
     stored.use(slack_request_ids)
     inbox = InboxWriter(db.inbox, clock=clock)
     over_http = settings.slack_signing_secret and not settings.socket_mode  # `serve` checks HTTP mode has a secret
-    receiver = SlackReceiver(inbox, listened, settings.slack_signing_secret) if over_http else None
+    receiver = SlackReceiver(inbox, listened, settings.slack_signing_secret,
+                             installed=InstalledApp(client).get) if over_http else None
     web = Starlette(routes=routes(bolt=bolt, coach=coach, webhook_secret=settings.webhook_secret,
                                   receiver=receiver, metrics_token=settings.metrics_token),
                     lifespan=partial(_http_threads, settings.http_threads),
-                    exception_handlers=dict.fromkeys(DATABASE_DOWN, database_unavailable))
+                    exception_handlers={**dict.fromkeys(DATABASE_DOWN, database_unavailable),
+                                        BodyTooSlow: body_too_slow})
     web.add_middleware(RequestIds)  # X-Request-Id in, out, and on every log line of the request
     sender = OutboxSender(db, slack_client(settings, wait_on_rate_limit=False),
                           lease=timedelta(seconds=settings.outbox_lease_seconds),
@@ -312,8 +315,8 @@ class BackgroundServer:
     def __init__(self, app: Rehearse, port: int | None = None):
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self._server = uvicorn.Server(uvicorn.Config(app.web, host="127.0.0.1", port=self.port,
-                                                     log_level="warning", lifespan="on"))
+        self._server = uvicorn.Server(server_config(app.web, host="127.0.0.1", port=self.port, log_level="warning",
+                                                    lifespan="on"))
         self._thread = threading.Thread(target=self._server.run, daemon=True, name="web")
 
     def __enter__(self) -> BackgroundServer:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from bot.config import CoachConfig, ConfigError, parse_config, read_yaml, unknown_scenarios
 from bot.settings import Settings
@@ -38,10 +39,19 @@ def _logging(verbose: bool, default_format: str = "text") -> None:
         _fail([str(exc)], "cannot start")
 
 
+def shown(value: object, *, lines: bool = False) -> Text:
+    """Text from outside (a rep reference, a call title, a typed reason, a model's reply) as a terminal can show it
+    safely: control characters and right-to-left marks written as escapes (`\\x1b`), line breaks too unless `lines`,
+    and Rich markup in it not read."""
+    from bot.telemetry import showable
+
+    return Text(showable(str(value), lines=lines))
+
+
 def _fail(problems: list[str], what: str) -> None:
     err.print(f"[bold red]{what}: {len(problems)} problem(s)[/]")
     for problem in problems:
-        err.print(f"  {problem}", markup=False, highlight=False)
+        err.print(Text("  ").append_text(shown(problem)), highlight=False)
     raise typer.Exit(1)
 
 
@@ -144,7 +154,7 @@ def _list_unmatched(coach) -> None:  # noqa: ANN001
         return
     table = Table("rep", "calls", "latest call", "what to fix", title="Calls waiting for their rep")
     for row in rows:
-        table.add_row(row.rep, str(row.calls), f"{row.latest:%Y-%m-%d}", row.reason)
+        table.add_row(shown(row.rep), str(row.calls), f"{row.latest:%Y-%m-%d}", shown(row.reason))
     out.print(table)
 
 
@@ -244,10 +254,10 @@ def _print_calibration(result: Calibration, config: CoachConfig, team: str | Non
         out.print(f"Duplicates skipped: {current.duplicates:,} (same source and call_id)")
     if current.unmatched_calls:
         reps = ", ".join(current.unmatched_reps[:5]) + (" …" if len(current.unmatched_reps) > 5 else "")
-        out.print(f"Unmatched: {current.unmatched_calls:,} calls from {len(current.unmatched_reps)} rep(s) on no "
-                  f"team in coach.yaml, not flagged: {reps}", highlight=False)
-    shown = [t for t in current.teams if team is None or t.team == team]
-    peak = max((t.max_nudges_7d for t in shown), default=0)
+        out.print(Text(f"Unmatched: {current.unmatched_calls:,} calls from {len(current.unmatched_reps)} rep(s) on "
+                       "no team in coach.yaml, not flagged: ").append_text(shown(reps)), highlight=False)
+    teams = [t for t in current.teams if team is None or t.team == team]
+    peak = max((t.max_nudges_7d for t in teams), default=0)
     verdict = "[green]holds[/]" if peak <= current.weekly_cap else "[bold red]is exceeded[/]"
     out.print(f"Weekly cap of {current.weekly_cap} {verdict}: the most nudges any rep got in any 7 days was {peak}.")
 
@@ -289,7 +299,8 @@ def practice(
     out.print(f"[dim]The situation:[/] {scenario.context}")
     out.print(f"[dim]You are talking to {persona.name}, {persona.role} at {persona.company}. Type done to finish.[/]\n")
     turns = [Turn("buyer", scenario.opening_line)]
-    out.print(f"[bold cyan]{persona.name}:[/] {scenario.opening_line}", highlight=False)
+    out.print(Text(f"{persona.name}: ", style="bold cyan").append_text(shown(scenario.opening_line, lines=True)),
+              highlight=False)
     while not roleplay_over(scenario, turns):
         line = sys.stdin.readline()
         if not line:
@@ -301,15 +312,15 @@ def practice(
             break
         reply = buyer.reply(scenario, turns)
         turns.append(Turn("buyer", reply))
-        out.print(f"[bold cyan]{persona.name}:[/] {reply}", highlight=False)
+        out.print(Text(f"{persona.name}: ", style="bold cyan").append_text(shown(reply, lines=True)), highlight=False)
     grade = HeuristicGrader().grade(scenario, turns)
     out.print(f"\n[bold]Score {grade.score}/100 · {'proficient' if grade.passed else 'not there yet'}[/]")
-    out.print(grade.summary, highlight=False)
+    out.print(shown(grade.summary, lines=True), highlight=False)
     for c in grade.criteria:
         out.print(f"\n[bold]{c.label}: level {c.level}/4[/]", highlight=False)
         for quote in c.evidence:
-            out.print(f"  > “{quote}”", highlight=False, markup=False)
-        out.print(f"  {c.feedback}", highlight=False, markup=False)
+            out.print(Text("  > “").append_text(shown(quote)).append("”"), highlight=False)
+        out.print(Text("  ").append_text(shown(c.feedback, lines=True)), highlight=False)
 
 
 @cli.command()
@@ -369,8 +380,8 @@ def audit(
         return
     table = Table("when (UTC)", "who", "what", "about", "detail", title=f"Audit log ({len(entries)} entries)")
     for e in entries:
-        table.add_row(f"{e.at:%Y-%m-%d %H:%M}", e.actor, e.action, e.subject,
-                      ", ".join(f"{k}={v}" for k, v in e.detail.items()))
+        table.add_row(f"{e.at:%Y-%m-%d %H:%M}", shown(e.actor), shown(e.action), shown(e.subject),
+                      shown(", ".join(f"{k}={v}" for k, v in e.detail.items())))
     out.print(table)
     if disputed:  # a criterion reps often dispute points at the scorer, not the reps
         out.print("Disputes per criterion: " + ", ".join(f"{c} {n}" for c, n in sorted(disputed.items())))

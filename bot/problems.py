@@ -38,6 +38,8 @@ def describe(error: Any, *, unknown: str = "unknown field") -> str:
             return f"needs at least {ctx.get('min_length')} items, has {ctx.get('actual_length')}"
         case "too_long":
             return f"needs at most {ctx.get('max_length')} items, has {ctx.get('actual_length')}"
+        case "model_type" | "model_attributes_type" | "dataclass_type" | "dict_type":
+            return "expected an object"  # pydantic's words name the Python class
     return str(error["msg"]).removeprefix("Value error, ")
 
 

@@ -208,6 +208,23 @@ def keep_secret(*values: str | None) -> None:
     _secrets.update(v for v in values if v and len(v) >= 6)
 
 
+# What a terminal acts on instead of showing: control characters (ESC starts colour, title and clear-screen
+# sequences; C1's CSI does the same alone; a line break starts a line that looks like another record) and the marks
+# that reorder text right to left.
+_UNSHOWABLE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def showable(text: str, *, lines: bool = False) -> str:
+    """`text` with what a terminal would act on written as escapes (`\\x1b`); line breaks kept when `lines`."""
+    if lines:
+        return "\n".join(_UNSHOWABLE.sub(_escaped, line) for line in text.split("\n"))
+    return _UNSHOWABLE.sub(_escaped, text)
+
+
+def _escaped(match: re.Match) -> str:
+    return ascii(match.group())[1:-1]
+
+
 def redact(text: str) -> str:
     for secret in sorted(_secrets, key=len, reverse=True):
         text = text.replace(secret, "[redacted]")
@@ -228,7 +245,7 @@ class Redaction(logging.Filter):
             cut = _PAYLOAD_START.search(message)
             if cut:
                 message = message[:cut.start()].rstrip() + " [body omitted]"
-        record.msg, record.args = redact(message), None
+        record.msg, record.args = showable(redact(message)), None  # a rep's name can hold escapes: shown, not run
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
         if record.exc_text:

@@ -296,6 +296,35 @@ def test_webhook_body_over_a_mebibyte_is_413_even_without_a_length(webhook):
     assert snapshot(webhook) == before
 
 
+def _numeric_places(doc: Any) -> list[tuple]:
+    """The path of every number (not a boolean) in a document."""
+    return [path for path, container, key in _places(doc)
+            if isinstance(container[key], int | float) and not isinstance(container[key], bool)]
+
+
+def _set(doc: Any, path: tuple, value: Any) -> Any:
+    doc = copy.deepcopy(doc)
+    target = doc
+    for step in path[:-1]:
+        target = target[step]
+    target[path[-1]] = value
+    return doc
+
+
+@pytest.mark.parametrize(("template", "path"), [
+    pytest.param(t, p, id=f"{name}:{field_path(p)}")
+    for name, t in (("generic", CALL), ("gong", GONG_CALL), ("scorecards", GONG_CARDS))
+    for p in _numeric_places(t)])
+@pytest.mark.parametrize("huge", [10**400, -(10**30), 10**30], ids=["1e400", "-1e30", "1e30"])
+def test_webhook_huge_integers_in_every_numeric_field_are_refused_by_name(webhook, template, path, huge):
+    raw = json.dumps(_set(template, path, huge)).encode()
+    r = post_calls(webhook, raw, signed(raw))
+    if r.status_code == 202:  # a number no rule reads (a Gong id becomes text, a score an in-range count)
+        return
+    assert r.status_code == 422, r.text
+    assert field_path(path) in {p["field"] for p in r.json()["problems"]}, (field_path(path), r.json())
+
+
 # --- (b) Slack events and interactions, signed as Slack signs them -------------------------------------------------
 
 LISTENED_EVENTS = {"message", "app_home_opened", "app_uninstalled", "tokens_revoked"}
@@ -660,11 +689,18 @@ def test_slack_payload_bolt_cannot_read_is_a_400_not_a_500(harness):
     assert r.status_code == 400 and "not a Slack payload" in r.json()["error"]
 
 
-def test_a_listener_failing_after_the_ack_keeps_slacks_200_and_is_logged(harness, caplog):
+def test_a_listener_failing_after_the_ack_keeps_slacks_200_and_is_logged(harness, caplog, monkeypatch):
+    from bot.nudges import approval
+
+    def broken(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202 - a bug in the service behind the listener
+        raise RuntimeError("the service failed")
+
+    monkeypatch.setattr(approval, "decide", broken)
+    metadata = json.dumps({"nudge_id": 1, "channel": "C0APPROVALS", "message_ts": "1.2"})
     payload = {"type": "view_submission", "team": {"id": TEAM_ID}, "user": {"id": OUTSIDER, "team_id": TEAM_ID},
                "api_app_id": "A0REHEARSE", "token": "legacy", "trigger_id": "1.1.abc",
-               "view": {"id": "V0X", "type": "modal", "callback_id": ids.SKIP_REASON_VIEW, "private_metadata": "",
-                        "state": {"values": {}}}}
+               "view": {"id": "V0X", "type": "modal", "callback_id": ids.SKIP_REASON_VIEW,
+                        "private_metadata": metadata, "state": {"values": {}}}}
     with caplog.at_level(logging.ERROR):
         r = harness.slack.post(interaction(payload), "application/x-www-form-urlencoded")
         assert r.status_code == 200 and r.elapsed.total_seconds() < 1, (r.status_code, r.text, r.elapsed)
@@ -673,6 +709,21 @@ def test_a_listener_failing_after_the_ack_keeps_slacks_200_and_is_logged(harness
             assert time.monotonic() < deadline, "the failure was not logged"
             time.sleep(0.02)
     assert not LEAK.search(r.text)
+
+
+def test_a_submission_no_modal_of_rehearse_has_is_refused_in_one_line_without_a_traceback(harness, caplog):
+    payload = {"type": "view_submission", "team": {"id": TEAM_ID}, "user": {"id": OUTSIDER, "team_id": TEAM_ID},
+               "api_app_id": "A0REHEARSE", "token": "legacy", "trigger_id": "1.1.abc",
+               "view": {"id": "V0X", "type": "modal", "callback_id": ids.SKIP_REASON_VIEW, "private_metadata": "",
+                        "state": {"values": {}}}}
+    with caplog.at_level(logging.WARNING):
+        r = harness.slack.post(interaction(payload), "application/x-www-form-urlencoded")
+        assert r.status_code == 200, r.text
+        deadline = time.monotonic() + 3
+        while not any("skip_submitted refused a request" in rec.getMessage() for rec in caplog.records):
+            assert time.monotonic() < deadline, "the refusal was not logged"
+            time.sleep(0.02)
+    assert not any(rec.exc_info for rec in caplog.records), [rec.getMessage() for rec in caplog.records]
 
 
 def test_a_coach_yaml_that_is_not_utf8_is_a_config_error(tmp_path):

@@ -351,6 +351,7 @@ class SlackStandIn:
             "team_id": self.team_id,
             "user_id": "U0BOT",
             "bot_id": "B0BOT",
+            "app_id": "A0REHEARSE",
         }
 
     def _api_chat_postMessage(self, p: dict) -> dict:

@@ -18,6 +18,7 @@ from slack_bolt import App
 
 from bot.coach import Coach
 from bot.handlers import approvals, commands, home, practice
+from bot.slack.payloads import OddPayload
 from bot.telemetry import collecting, noting
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,9 @@ def register(app: App, coach: Coach) -> Listened:
 
     def on_error(error, body) -> None:
         kind = body.get("type") if isinstance(body, dict) else "?"
+        if isinstance(error, OddPayload):  # an event no Slack workspace sends: refused, nothing to fix here
+            log.warning("refused a %s request: %s", kind, error)
+            return
         log.error("listener failed on a %s request: %s", kind, error, exc_info=error)
         note_failure(error)
 
@@ -81,6 +85,9 @@ def keep_the_ack(listener: Callable) -> Callable:
     def run(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
         try:
             return listener(*args, **kwargs)
+        except OddPayload as odd:  # a click no message of Rehearse's has: refused, nothing to fix here
+            log.warning("%s refused a request: %s", listener.__name__, odd)
+            return None
         except Exception as error:
             ack = kwargs.get("ack")
             if ack is None or ack.response is None:

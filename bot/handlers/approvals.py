@@ -9,30 +9,36 @@ from slack_bolt import App
 from bot.coach import Coach
 from bot.nudges import approval, disputes
 from bot.slack import blocks, ids
+from bot.slack.payloads import OddPayload, metadata, text_at
 
 # Clicks answered with a modal: views.open needs the click's trigger_id within 3 s, so Bolt handles them before
 # the ack instead of through the Slack inbox.
 OPEN_A_MODAL = frozenset({ids.SKIP, ids.DISPUTE})
 
 
+def clicked_id(body: dict) -> int:
+    """The id a clicked button carries (a nudge's, a dispute's)."""
+    return ids.record_id(text_at(body, "actions", 0, "value"))
+
+
 def _where(body: dict, coach: Coach | None = None) -> dict:
     """Where the clicked approval message is; from the App Home tab, where it was posted."""
-    container = body["container"]
-    if container.get("type") == "view" and coach is not None:
-        return approval.where_posted(coach, nudge_id=int(body["actions"][0]["value"]))
-    return {"channel": container["channel_id"], "message_ts": container["message_ts"]}
+    if text_at(body, "container", "type") == "view" and coach is not None:
+        return approval.where_posted(coach, nudge_id=clicked_id(body))
+    return {"channel": text_at(body, "container", "channel_id", max_length=64),
+            "message_ts": text_at(body, "container", "message_ts", max_length=64)}
 
 
 def approve_nudge(ack, body, coach: Coach) -> None:
     ack()
-    approval.decide(coach, nudge_id=int(body["actions"][0]["value"]), user_id=body["user"]["id"], approve=True,
+    approval.decide(coach, nudge_id=clicked_id(body), user_id=body["user"]["id"], approve=True,
                     **_where(body, coach))
 
 
 def skip_nudge(ack, body, client, coach: Coach) -> None:
     """Skip asks for an optional reason first; the modal must open within 3 s, so it is not an outbox row."""
     ack()
-    nudge_id = int(body["actions"][0]["value"])
+    nudge_id = clicked_id(body)
     where = _where(body, coach)
     if approval.may_decide(coach, nudge_id=nudge_id, user_id=body["user"]["id"],
                            channel=where["channel"]).outcome == "may_decide":
@@ -42,41 +48,51 @@ def skip_nudge(ack, body, client, coach: Coach) -> None:
 
 def skip_submitted(ack, body, view, coach: Coach) -> None:
     ack()
-    where = json.loads(view["private_metadata"])
-    reason = view["state"]["values"].get(ids.REASON_BLOCK, {}).get(ids.REASON_INPUT, {}).get("value")
-    approval.decide(coach, nudge_id=where["nudge_id"], user_id=body["user"]["id"], approve=False,
-                    channel=where["channel"], message_ts=where["message_ts"], reason=reason)
+    where = metadata(view)
+    reason = _typed(view, ids.REASON_BLOCK, ids.REASON_INPUT)
+    approval.decide(coach, nudge_id=ids.record_id(where.get("nudge_id")), user_id=body["user"]["id"], approve=False,
+                    channel=text_at(where, "channel", max_length=64),
+                    message_ts=text_at(where, "message_ts", max_length=64), reason=reason)
 
 
 def change_scenario(ack, body, coach: Coach) -> None:
     ack()
-    nudge_id, _, scenario_id = body["actions"][0]["selected_option"]["value"].partition(":")
-    approval.change_scenario(coach, nudge_id=int(nudge_id), user_id=body["user"]["id"], scenario_id=scenario_id,
-                             **_where(body))
+    nudge_id, _, scenario_id = text_at(body, "actions", 0, "selected_option", "value", max_length=150).partition(":")
+    approval.change_scenario(coach, nudge_id=ids.record_id(nudge_id), user_id=body["user"]["id"],
+                             scenario_id=scenario_id, **_where(body))
 
 
 def dispute_nudge(ack, body, client) -> None:
     ack()
     client.views_open(trigger_id=body["trigger_id"],
-                      view=blocks.dispute_modal(metadata=json.dumps({"nudge_id": int(body["actions"][0]["value"])})))
+                      view=blocks.dispute_modal(metadata=json.dumps({"nudge_id": clicked_id(body)})))
 
 
 def dispute_submitted(ack, body, view, coach: Coach) -> None:
     ack()
-    comment = view["state"]["values"][ids.COMMENT_BLOCK][ids.COMMENT_INPUT]["value"] or ""
-    disputes.open_dispute(coach, nudge_id=json.loads(view["private_metadata"])["nudge_id"],
+    comment = _typed(view, ids.COMMENT_BLOCK, ids.COMMENT_INPUT) or ""
+    disputes.open_dispute(coach, nudge_id=ids.record_id(metadata(view).get("nudge_id")),
                           user_id=body["user"]["id"], comment=comment)
+
+
+def _typed(view: dict, block: str, action: str) -> str | None:
+    """What the person typed in a modal's text input (None when left empty)."""
+    value = (((view.get("state") or {}).get("values") or {}).get(block) or {}).get(action) or {}
+    typed = value.get("value") if isinstance(value, dict) else None
+    if typed is not None and not isinstance(typed, str):
+        raise OddPayload(f"view.state.values.{block}.{action}.value is not text")
+    return typed
 
 
 def keep_nudge(ack, body, coach: Coach) -> None:
     ack()
-    disputes.settle_dispute(coach, dispute_id=int(body["actions"][0]["value"]), user_id=body["user"]["id"],
+    disputes.settle_dispute(coach, dispute_id=clicked_id(body), user_id=body["user"]["id"],
                             keep=True, **_where(body))
 
 
 def withdraw_nudge(ack, body, coach: Coach) -> None:
     ack()
-    disputes.settle_dispute(coach, dispute_id=int(body["actions"][0]["value"]), user_id=body["user"]["id"],
+    disputes.settle_dispute(coach, dispute_id=clicked_id(body), user_id=body["user"]["id"],
                             keep=False, **_where(body))
 
 

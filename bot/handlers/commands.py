@@ -7,6 +7,7 @@ from slack_bolt import App
 from bot.coach import Coach
 from bot.nudges import drills, progress
 from bot.slack import ids
+from bot.slack.payloads import text_at
 
 
 def drill(ack, command, coach: Coach) -> None:
@@ -21,7 +22,7 @@ def drill(ack, command, coach: Coach) -> None:
 
 def pick_drill(ack, body, coach: Coach) -> None:
     ack()
-    scenario = coach.scenarios.get(body["actions"][0]["value"])
+    scenario = coach.scenarios.get(text_at(body, "actions", 0, "value", max_length=64))
     if scenario is not None:
         drills.send_drill(coach, user_id=body["user"]["id"], scenario=scenario)
 

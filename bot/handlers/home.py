@@ -9,23 +9,28 @@ from slack_bolt import App
 from bot.coach import Coach
 from bot.nudges import home, practice
 from bot.slack import ids, installation
+from bot.slack.payloads import OddPayload, text_at
 
 log = logging.getLogger(__name__)
 
 
 def home_opened(event, coach: Coach) -> None:
     if event.get("tab") == "home":
-        home.publish_home(coach, user_id=event["user"])
+        home.publish_home(coach, user_id=text_at(event, "user", max_length=64))
 
 
 def start_from_home(ack, body, coach: Coach) -> None:
     ack()
-    practice.start_nudge_from_home(coach, user_id=body["user"]["id"], nudge_id=int(body["actions"][0]["value"]))
+    practice.start_nudge_from_home(coach, user_id=body["user"]["id"],
+                                   nudge_id=ids.record_id(text_at(body, "actions", 0, "value")))
 
 
 def turn_page(ack, body, coach: Coach) -> None:
     ack()
-    home.publish_home(coach, user_id=body["user"]["id"], page=int(body["actions"][0]["value"]))
+    page = text_at(body, "actions", 0, "value", max_length=6)
+    if not (page.isascii() and page.isdigit()):
+        raise OddPayload(f"not a page of the Home tab: {page!r}")
+    home.publish_home(coach, user_id=body["user"]["id"], page=int(page))
 
 
 def register(app: App) -> None:

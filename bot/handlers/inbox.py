@@ -33,6 +33,7 @@ from starlette.responses import JSONResponse, Response
 
 from bot.coach import work_started
 from bot.handlers import Listened, failures_noted
+from bot.slack.installation import SLACK_ID, Installed
 from bot.slack.payloads import read_body
 from bot.slack.sender import DATABASE_DOWN
 from bot.telemetry import REQUEST_ID_HEADER, ContextThreadPool, bound, context
@@ -50,14 +51,14 @@ KEPT_HEADERS = ("content-type", "x-slack-retry-num", "x-slack-retry-reason")
 UNREADABLE = (TypeError, ValueError, AttributeError, KeyError, IndexError, RecursionError)
 
 
-def lane_for(payload: dict, listened: Listened) -> str | None:
+def lane_for(payload: dict, listened: Listened, where: BoltContext | None = None) -> str | None:
     """The conversation whose order a request keeps, when its listener may run after the ack; else None.
 
     Messages and clicks keep their channel's order (a DM's replies, one after the other). Other events have a lane
     of their own per person: opening the Home tab does not wait behind a buyer's reply being written in the DM.
     Raises as Bolt does (TypeError, KeyError, ...) on a payload whose ids it cannot read: the caller answers 400.
     """
-    where = build_context(BoltContext(), payload)  # Bolt's own reading of the ids, as BoltRequest does it
+    where = where or build_context(BoltContext(), payload)  # Bolt's own reading of the ids, as BoltRequest does it
     if payload.get("type") == "event_callback":
         event = payload.get("event")
         kind = event.get("type") if isinstance(event, dict) else None
@@ -142,27 +143,40 @@ class InboxWriter:
 
 
 class SlackReceiver:
-    """Answers the Slack requests the inbox takes: 200 once stored, 401 for a bad signature (as Bolt answers it).
+    """The door of `/slack/events`: every request is checked here before Bolt or the inbox sees it.
 
-    It reads the body itself (`bot.slack.payloads`, faster than Bolt's reading for a click) and leaves everything
-    else to Bolt: `take` returns None for a request Bolt must answer now.
+    A request must carry Slack's signature over its body (401 otherwise: a timestamp that is not unix seconds or a
+    signature with odd characters is simply not Slack's), be a payload Bolt can read with ids shaped as Slack's
+    (400), and come from the workspace and app Rehearse is installed in (403). Then what the inbox takes is stored
+    and answered 200; `take` returns None for what Bolt must answer now. It reads the body itself
+    (`bot.slack.payloads`, faster than Bolt's reading for a click).
     """
 
-    def __init__(self, writer: InboxWriter, listened: Listened, signing_secret: str):
-        self._writer, self._listened = writer, listened
+    def __init__(self, writer: InboxWriter, listened: Listened, signing_secret: str,
+                 installed: Callable[[], Installed | None] = lambda: None):
+        self._writer, self._listened, self._installed = writer, listened, installed
         self._verifier = SignatureVerifier(signing_secret)
 
     async def take(self, raw: bytes, headers: Headers) -> Response | None:
-        """None when Bolt must answer; raises ValueError (and Bolt's errors) for a body Bolt could not read."""
-        body = raw.decode("utf-8")
-        if "\x00" in body:
-            raise ValueError("a NUL character: no Slack payload has one, and no database stores it")
-        payload = read_body(body, headers.get("content-type"))
-        lane = lane_for(payload, self._listened)
+        if not self.signed(raw, headers):
+            return JSONResponse({"error": "invalid request"}, status_code=401)
+        try:
+            body = raw.decode("utf-8")
+            if "\x00" in body:
+                raise ValueError("a NUL character: no Slack payload has one, and no database stores it")
+            payload = read_body(body, headers.get("content-type"))
+            where = build_context(BoltContext(), payload)  # Bolt's own reading of the ids, as BoltRequest does it
+        except UNREADABLE:
+            return _refused(400, "not a Slack payload: Bolt cannot read it")
+        if problem := odd_ids(payload, where):
+            return _refused(400, problem)
+        installed = await asyncio.to_thread(self._installed)
+        if installed and (refusal := installed.refusal(team_id=where.team_id, enterprise_id=where.enterprise_id,
+                                                       app_id=payload.get("api_app_id"))):
+            return _refused(403, refusal)
+        lane = lane_for(payload, self._listened, where)
         if lane is None:
             return None
-        if not self._signed(raw, headers):
-            return JSONResponse({"error": "invalid request"}, status_code=401)
         if self._listened.ignores(payload):
             return Response(status_code=200)  # the bot's own posts, edits: nothing to store, nothing to do
         kept = {k: headers[k] for k in KEPT_HEADERS if headers.get(k)}
@@ -171,12 +185,36 @@ class SlackReceiver:
         await self._writer.put(lane, body, kept)
         return Response(status_code=200)
 
-    def _signed(self, raw: bytes, headers: Headers) -> bool:
-        try:
-            return self._verifier.is_valid(raw, headers.get("x-slack-request-timestamp"),
-                                           headers.get("x-slack-signature"))
-        except ValueError:  # a timestamp that is not a number
+    def signed(self, raw: bytes, headers: Headers) -> bool:
+        """Slack's v0 signature over the body, made in the last 5 minutes (`slack_sdk`'s verifier, given only
+        values it can read: unix seconds and an ASCII signature)."""
+        timestamp, signature = headers.get("x-slack-request-timestamp"), headers.get("x-slack-signature")
+        if not (timestamp and signature and len(timestamp) <= 12 and timestamp.isascii() and timestamp.isdigit()
+                and signature.isascii()):
             return False
+        return self._verifier.is_valid(raw, timestamp, signature)
+
+
+def odd_ids(payload: object, where: BoltContext) -> str | None:
+    """Why a payload is not one Slack sends, judged by what every listener reads first: an object, with the ids
+    Bolt reads shaped as Slack's ids, and a person for a click, a submission or a command."""
+    if not isinstance(payload, dict):
+        return "not a Slack payload: expected an object"
+    if payload.get("type") == "event_callback" and not isinstance(payload.get("event"), dict):
+        return "not a Slack payload: an event callback without its event"
+    for name in ("user_id", "team_id", "enterprise_id", "channel_id", "actor_user_id", "actor_team_id"):
+        value = where.get(name)
+        if value is not None and not (isinstance(value, str) and SLACK_ID.fullmatch(value)):
+            return f"not a Slack payload: {name.removesuffix('_id')} is not a Slack id"
+    if (payload.get("type") in ("block_actions", "view_submission", "view_closed") or "command" in payload) \
+            and where.user_id is None:
+        return "not a Slack payload: no user"
+    return None
+
+
+def _refused(status: int, message: str) -> Response:
+    log.warning("refused a request to /slack/events (%d): %s", status, message)
+    return JSONResponse({"error": message}, status_code=status)
 
 
 class SocketModeInbox(SocketModeHandler):

@@ -7,6 +7,7 @@ from slack_bolt import App
 from bot.coach import Coach
 from bot.nudges import practice
 from bot.slack import ids
+from bot.slack.payloads import text_at
 
 # Message subtypes that are not a person typing: our own edits, deletions, joins. Acked, ignored.
 PERSON_SUBTYPES = {None, "file_share", "thread_broadcast"}
@@ -14,17 +15,18 @@ PERSON_SUBTYPES = {None, "file_share", "thread_broadcast"}
 
 def start_practice(ack, body, coach: Coach) -> None:
     ack()
-    practice.start_practice(
-        coach, user_id=body["user"]["id"], value=body["actions"][0]["value"],
-        channel=body["container"]["channel_id"], message_ts=body["container"]["message_ts"],
-    )
+    value = text_at(body, "actions", 0, "value", max_length=80)
+    ids.parse_practice_value(value)
+    practice.start_practice(coach, user_id=body["user"]["id"], value=value, **_clicked_message(body))
 
 
 def is_a_turn(event: dict) -> bool:
     """A person's text in their DM with the app: the only message event the roleplay answers (not the bot's own
     posts, edits or deletions)."""
     return (event.get("channel_type") == "im" and event.get("subtype") in PERSON_SUBTYPES
-            and not event.get("bot_id") and bool(event.get("user")) and bool(event.get("text")))
+            and not event.get("bot_id") and all(isinstance(event.get(k), str) and event[k] for k in ("user", "text",
+                                                                                                "channel"))
+            and isinstance(event.get("thread_ts"), str | None))
 
 
 def on_message(body, event, coach: Coach) -> None:
@@ -38,14 +40,23 @@ def on_message(body, event, coach: Coach) -> None:
 
 def retake(ack, body, coach: Coach) -> None:
     ack()
-    practice.retake(coach, user_id=body["user"]["id"], session_id=int(body["actions"][0]["value"]),
-                    channel=body["container"]["channel_id"])
+    practice.retake(coach, user_id=body["user"]["id"], session_id=_session_id(body),
+                    channel=_clicked_message(body)["channel"])
 
 
 def done(ack, body, coach: Coach) -> None:
     ack()
-    practice.finish_for_now(coach, user_id=body["user"]["id"], session_id=int(body["actions"][0]["value"]),
-                            channel=body["container"]["channel_id"], message_ts=body["container"]["message_ts"])
+    practice.finish_for_now(coach, user_id=body["user"]["id"], session_id=_session_id(body), **_clicked_message(body))
+
+
+def _session_id(body: dict) -> int:
+    return ids.record_id(text_at(body, "actions", 0, "value"))
+
+
+def _clicked_message(body: dict) -> dict[str, str]:
+    """The DM message whose button was clicked."""
+    return {"channel": text_at(body, "container", "channel_id", max_length=64),
+            "message_ts": text_at(body, "container", "message_ts", max_length=64)}
 
 
 def register(app: App) -> None:

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
 import logging
 import time
 
+import uvicorn
 from slack_bolt import App
 from slack_bolt.adapter.starlette.handler import to_bolt_request, to_starlette_response
+from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from bot.coach import Coach
 from bot.handlers.inbox import UNREADABLE, SlackReceiver
@@ -25,6 +29,53 @@ log = logging.getLogger(__name__)
 MAX_BODY = 1024 * 1024  # 1 MiB
 MAX_SKEW_S = 300
 RETRY_AFTER_S = 30  # what a caller is told to wait while the database is unreachable
+# Connections (docs/security.md): a request's headers must arrive within HEADERS_S of its first byte (or of the
+# connection opening), its body within BODY_S; an idle keep-alive connection is closed after KEEP_ALIVE_S; past
+# MAX_CONNECTIONS open at once, uvicorn answers 503. Slack and scorers send a request in one go, well inside these.
+HEADERS_S, BODY_S, KEEP_ALIVE_S, MAX_CONNECTIONS = 10, 30, 5, 1000
+
+
+class TimedHttp(HttpToolsProtocol):
+    """uvicorn's HTTP protocol, closing a connection whose request headers take longer than HEADERS_S (uvicorn
+    itself times only the wait between requests, so a client that never finishes its headers held a connection
+    for good)."""
+
+    _headers_due: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._time_headers()
+
+    def on_message_begin(self) -> None:  # the next request on a kept-alive connection
+        super().on_message_begin()
+        self._time_headers()
+
+    def on_headers_complete(self) -> None:
+        self._stop_timing()
+        super().on_headers_complete()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stop_timing()
+        super().connection_lost(exc)
+
+    def _time_headers(self) -> None:
+        self._stop_timing()
+        self._headers_due = self.loop.call_later(HEADERS_S, self._too_slow)
+
+    def _stop_timing(self) -> None:
+        if self._headers_due is not None:
+            self._headers_due.cancel()
+            self._headers_due = None
+
+    def _too_slow(self) -> None:
+        if not self.transport.is_closing():
+            self.transport.close()
+
+
+def server_config(web: Starlette, *, host: str, port: int, log_level: str, **options: object) -> uvicorn.Config:
+    """The web server's settings, the same for `rehearse serve`, the demo and the tests."""
+    return uvicorn.Config(web, host=host, port=port, log_level=log_level, http=TimedHttp,
+                          timeout_keep_alive=KEEP_ALIVE_S, limit_concurrency=MAX_CONNECTIONS, **options)
 
 
 def signature_problem(secret: str, timestamp: str | None, signature: str | None, body: bytes,
@@ -32,10 +83,9 @@ def signature_problem(secret: str, timestamp: str | None, signature: str | None,
     """Why `X-Rehearse-Signature` does not prove the body came from the secret's holder, or None."""
     if not timestamp or not signature:
         return "missing X-Rehearse-Timestamp or X-Rehearse-Signature header"
-    try:
-        sent = int(timestamp)
-    except ValueError:
+    if not (len(timestamp) <= 12 and timestamp.isascii() and timestamp.isdigit()):
         return "X-Rehearse-Timestamp must be unix seconds"
+    sent = int(timestamp)
     if abs(now - sent) > MAX_SKEW_S:
         return "X-Rehearse-Timestamp is more than 5 minutes off; sign with the current time"
     expected = "v1=" + hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
@@ -57,17 +107,32 @@ def _error(status: int, message: str, problems: list[dict] | None = None) -> JSO
     return JSONResponse({"error": message, **({"problems": problems} if problems else {})}, status_code=status)
 
 
+class BodyTooSlow(Exception):
+    """A request's body took longer than BODY_S to arrive (answered 408 by `body_too_slow`)."""
+
+
 async def _read_limited(request: Request) -> bytes | None:
+    """The body, or None past MAX_BODY; raises BodyTooSlow when it takes longer than BODY_S to arrive."""
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > MAX_BODY:
         return None
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_BODY:
-            return None
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(BODY_S):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > MAX_BODY:
+                    return None
+                chunks.append(chunk)
+    except TimeoutError:
+        raise BodyTooSlow from None
     return b"".join(chunks)
+
+
+async def body_too_slow(request: Request, exc: Exception) -> Response:
+    log.warning("%s %s: the body took over %d s to arrive; closed", request.method, request.url.path, BODY_S)
+    return JSONResponse({"error": f"the body took over {BODY_S} s to arrive; send it in one go"}, status_code=408,
+                        headers={"Connection": "close"})
 
 
 def routes(*, bolt: App, coach: Coach, webhook_secret: str | None, receiver: SlackReceiver | None = None,
@@ -78,17 +143,16 @@ def routes(*, bolt: App, coach: Coach, webhook_secret: str | None, receiver: Sla
         body = await _read_limited(request)  # Slack's payloads are a few KB: a bigger body never reaches Bolt
         if body is None:
             return _error(413, f"body is over {MAX_BODY} bytes; Slack never sends that much")
+        # Checked (signature, shape, workspace) and, for events and clicks, stored and answered by the Slack inbox.
+        answered = await receiver.take(body, request.headers)
+        if answered is not None:
+            return answered
         try:
-            # Events and clicks are answered once stored (the Slack inbox); what needs Bolt's answer waits for it.
-            answered = await receiver.take(body, request.headers)
-            if answered is not None:
-                return answered
-            bolt_request = to_bolt_request(request, body)
-        except UNREADABLE:
-            # Bolt reads the payload (before checking its signature) assuming Slack's shapes: odd ones are refused
-            log.warning("refused a request to /slack/events: its payload is not shaped as Slack's are")
+            response = await run_in_threadpool(bolt.dispatch, to_bolt_request(request, body))
+        except UNREADABLE as exc:  # Bolt reads more of a payload than the receiver does, assuming Slack's shapes
+            log.warning("refused a request to /slack/events: Bolt cannot read its payload (%s)", type(exc).__name__)
             return _error(400, "not a Slack payload: Bolt cannot read it")
-        return to_starlette_response(await run_in_threadpool(bolt.dispatch, bolt_request))
+        return to_starlette_response(response)
 
     async def scored_calls(request: Request) -> Response:
         if not webhook_secret:

@@ -21,11 +21,13 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -43,25 +45,63 @@ class PayloadError(Exception):
         self.problems = problems
 
 
+def _not_a_boolean(value: Any) -> Any:
+    """JSON's true and false are not numbers here (Python would read them as 1 and 0)."""
+    if isinstance(value, bool):
+        raise ValueError("must be a number, not true or false")
+    return value
+
+
+def _a_time(value: Any) -> Any:
+    """A time is ISO 8601 text: a number could be seconds or milliseconds since 1970, and is refused."""
+    if not isinstance(value, str | datetime):
+        raise ValueError("must be an ISO 8601 time with a time zone, e.g. 2026-11-20T15:04:05Z")
+    return value
+
+
+# RFC 3986's characters: a recording URL with spaces, quotes, < > | or control characters is not an address.
+_URL_CHARACTERS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~:/?#[]@!$&'()*+,;=%")
+
+
+def _web_address(value: str | None) -> str | None:
+    if value is None:
+        return None
+    scheme, _, rest = value.partition("://")
+    if scheme.lower() not in ("http", "https") or not rest.strip("/") or not set(value) <= _URL_CHARACTERS:
+        raise ValueError("must be an http(s) address such as https://ci.example.com/calls/1042 (RFC 3986 characters "
+                         "only: percent-encode spaces, quotes, < > and |)")
+    return value
+
+
+def _none_is_empty(empty: type) -> Any:
+    return lambda value: empty() if value is None else value
+
+
+Number = Annotated[float, BeforeValidator(_not_a_boolean)]
+Time = Annotated[datetime, BeforeValidator(_a_time)]
+
+
 class Evidence(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True, allow_inf_nan=False)
     quote: str = Field(min_length=1, max_length=2000)
-    at_s: float | None = Field(default=None, ge=0)
+    at_s: Number | None = Field(default=None, ge=0)
     speaker: str | None = None
 
 
 class CriterionScore(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True, allow_inf_nan=False)
     criterion: str = Field(min_length=1, max_length=64)
-    score: float
-    max: float = Field(default=100, gt=0)
+    max: Number = Field(default=100, gt=0)  # before `score`, which is checked against it
+    score: Number
     evidence: list[Evidence] = []
 
-    @model_validator(mode="after")
-    def _in_range(self) -> CriterionScore:
-        if not 0 <= self.score <= self.max:
-            raise ValueError(f"score {self.score:g} is outside 0..{self.max:g}")
-        return self
+    @field_validator("score")
+    @classmethod
+    def _in_range(cls, score: float, info: ValidationInfo) -> float:
+        top = info.data.get("max")
+        if top is not None and not 0 <= score <= top:
+            raise ValueError(f"score {score:g} is outside 0..{top:g}")
+        return score
 
     @property
     def percent(self) -> float:
@@ -71,8 +111,8 @@ class CriterionScore(BaseModel):
 class TranscriptTurn(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True, allow_inf_nan=False)
     speaker: str
-    start_s: float = Field(ge=0)
-    end_s: float = Field(ge=0)
+    start_s: Number = Field(ge=0)
+    end_s: Number = Field(ge=0)
     text: str = ""
 
 
@@ -83,14 +123,15 @@ class ScoredCall(BaseModel):
     call_id: str = Field(min_length=1, max_length=128)
     source: str = Field(default="generic", min_length=1, max_length=32)
     rep: str = Field(min_length=1, max_length=254)
-    started_at: datetime
-    duration_s: int | None = Field(default=None, ge=0, le=2**31 - 1)  # the column is a 32-bit integer
+    started_at: Time
+    duration_s: Annotated[int, BeforeValidator(_not_a_boolean)] | None = Field(default=None, ge=0, le=2**31 - 1)
     title: str | None = None
     call_type: str | None = None
-    recording_url: str | None = None
-    scores: list[CriterionScore] = []
-    metrics: dict[str, float] = {}
-    transcript: list[TranscriptTurn] = []
+    recording_url: Annotated[str | None, AfterValidator(_web_address)] = Field(default=None, max_length=2000)
+    # null is the same as leaving the field out
+    scores: Annotated[list[CriterionScore], BeforeValidator(_none_is_empty(list))] = []
+    metrics: Annotated[dict[str, Number], BeforeValidator(_none_is_empty(dict))] = {}
+    transcript: Annotated[list[TranscriptTurn], BeforeValidator(_none_is_empty(list))] = []
 
     @field_validator("started_at")
     @classmethod
@@ -174,11 +215,19 @@ GONG_STATS = {
 }
 
 
-def _number(value: Any) -> float | None:
-    """A finite JSON number as a float, else None (booleans are not numbers here)."""
+def _number(value: Any, path: str, beyond: list[tuple[str, str]]) -> float | None:
+    """A finite JSON number as a float, else None (booleans and NaN are not numbers here); a number beyond what a
+    float holds (1 followed by 400 zeros, 1e999) is noted in `beyond` under its path, as the generic format refuses
+    it."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    return float(value) if math.isfinite(value) else None
+    try:
+        number = float(value)
+    except OverflowError:
+        number = math.inf
+    if math.isinf(number):
+        beyond.append((path, "is beyond the range of a number"))
+    return number if math.isfinite(number) else None
 
 
 # The parts of `callData` read here and the JSON type each must have; ScoredCall fields → where Gong puts them.
@@ -214,26 +263,32 @@ def from_gong(body: dict[str, Any]) -> ScoredCall:
         None,
     ) or next((p.get("emailAddress") for p in parties if p.get("affiliation") == "Internal"), None)
     interaction = data.get("interaction") or {}
-    stats = {s.get("name"): s.get("value") for s in _list(interaction.get("interactionStats")) if isinstance(s, dict)
-             and isinstance(s.get("name"), str)}
+    beyond: list[tuple[str, str]] = []  # numbers no float holds
+    stats = {s.get("name"): _number(s.get("value"), f"callData.interaction.interactionStats[{i}].value", beyond)
+             for i, s in enumerate(_list(interaction.get("interactionStats")))
+             if isinstance(s, dict) and isinstance(s.get("name"), str)}
     metrics: dict[str, float] = {}
-    ratio = _number(stats.get("Talk Ratio"))
+    ratio = stats.get("Talk Ratio")
     if ratio is not None:
         metrics["talk_ratio"] = ratio / 100 if ratio > 1 else ratio
     for name, key in GONG_STATS.items():
-        if (value := _number(stats.get(name))) is not None:
+        if (value := stats.get(name)) is not None:
             metrics[key] = value
     questions = interaction.get("questions")
-    if isinstance(questions, dict) and (asked := _number(questions.get("companyCount"))) is not None:
+    asked = _number(questions.get("companyCount"), "callData.interaction.questions.companyCount", beyond) \
+        if isinstance(questions, dict) else None
+    if asked is not None:
         metrics["questions"] = asked
-    for tracker in _list((data.get("content") or {}).get("trackers")):
+    for i, tracker in enumerate(_list((data.get("content") or {}).get("trackers"))):
         if not isinstance(tracker, dict) or not isinstance(tracker.get("name"), str) or not tracker["name"].strip():
             continue
-        count = _number(tracker.get("count"))
+        count = _number(tracker.get("count"), f"callData.content.trackers[{i}].count", beyond)
         if count is None and isinstance(tracker.get("occurrences"), list):
             count = float(len(tracker["occurrences"]))
         if count is not None:
             metrics[f"tracker:{tracker['name'].strip()}"] = count
+    if beyond:
+        raise PayloadError(beyond)
     item = {
         "call_id": meta.get("id"), "source": "gong", "rep": rep, "started_at": meta.get("started"),
         "duration_s": meta.get("duration"), "title": meta.get("title"), "call_type": meta.get("purpose"),
@@ -642,6 +697,8 @@ def parse_body(data: Any, *, gong: GongMapping | None = None) -> list[ScoredCall
     and users (coach.yaml `gong:`); without it every question is unmapped and reps are `gong-user:<id>`.
     """
     if isinstance(data, dict) and "callData" in data:
+        if data.get("isTest") is not None and not isinstance(data["isTest"], bool):
+            raise PayloadError([("isTest", "must be true or false (Gong sends true for a rule's test call)")])
         return [] if data.get("isTest") else [from_gong(data)]
     if isinstance(data, dict) and "answeredScorecards" in data:
         return from_gong_scorecards(data, gong or GongMapping())

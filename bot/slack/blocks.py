@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import urllib.parse
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -15,6 +16,25 @@ BUTTON_TEXT_LIMIT = 75
 def escape(text: str) -> str:
     """Text from outside (call titles, quotes, what a rep typed) shown literally: no links, no @channel pings."""
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def link(url: str, label: str) -> str:
+    """`label` (already escaped) linked to `url`, or `label` alone when `url` is not a plain web address. The
+    characters that would end Slack's `<url|label>` early (`|`, `>`, spaces) are percent-encoded, so a URL can never
+    add a ping, a mention or a second link of its own."""
+    if not web_address(url):
+        return label
+    safe = urllib.parse.quote(url, safe="/:?#[]@!$&'()*+,;=%-._~").replace("&", "&amp;")
+    return f"<{safe}|{label}>"
+
+
+def web_address(url: str) -> bool:
+    """An http(s) URL with a host: the only kind of address Rehearse links to."""
+    try:
+        parts = urllib.parse.urlsplit(url) if url.isascii() and url.isprintable() else None
+        return parts is not None and parts.scheme in ("http", "https") and bool(parts.hostname)
+    except ValueError:  # an unclosed IPv6 bracket, a port that is not a number
+        return False
 
 
 def _clip(text: str, limit: int) -> str:
@@ -61,7 +81,7 @@ class Quote:
         where = escape(self.call_title or "a call")
         stamp = mmss(self.at_s)
         if self.recording_url and self.at_s is not None:
-            where = f"<{self.recording_url}#t={int(self.at_s)}|{where} at {stamp}>"
+            where = link(f"{self.recording_url}#t={int(self.at_s)}", f"{where} at {stamp}")
         elif stamp:
             where = f"{where} at {stamp}"
         return f"> “{escape(_clip(self.text, 400))}”\n_{where}_"

@@ -1,5 +1,9 @@
 """Action ids and button values: the one place both the renderers and the handlers read."""
 
+from bot.slack.payloads import OddPayload
+
+MAX_RECORD_ID = 2**31 - 1  # PostgreSQL's integer: the largest id any table of Rehearse's holds
+
 APPROVE = "nudge_approve"
 SKIP = "nudge_skip"
 START_PRACTICE = "practice_start"
@@ -15,9 +19,20 @@ def practice_value(kind: str, ref: int | str) -> str:
 
 def parse_practice_value(value: str) -> tuple[str, str]:
     kind, _, ref = value.partition(":")
-    if kind not in {"nudge", "followup", "scenario"} or not ref:
-        raise ValueError(f"not a practice button value: {value!r}")
+    if kind not in {"nudge", "followup", "scenario"} or not ref or len(ref) > 64:
+        raise OddPayload(f"not a practice button value: {value[:80]!r}")
+    if kind != "scenario":
+        record_id(ref)
     return kind, ref
+
+
+def record_id(value: object) -> int:
+    """A row's id as a button value or a modal's metadata carries it: 1 to MAX_RECORD_ID, in decimal digits."""
+    text = str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+    if not (isinstance(text, str) and 0 < len(text) <= 10 and text.isascii() and text.isdigit()
+            and 0 < int(text) <= MAX_RECORD_ID):
+        raise OddPayload(f"not the id of anything Rehearse posted: {str(value)[:80]!r}")
+    return int(text)
 
 CHANGE_SCENARIO = "nudge_scenario"
 SKIP_REASON_VIEW = "nudge_skip_reason"

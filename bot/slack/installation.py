@@ -8,8 +8,10 @@ Slack arrives again after the reinstall.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
+from dataclasses import dataclass
 from datetime import datetime
 
 from slack_sdk import WebClient
@@ -21,6 +23,57 @@ from storage.installation import app_removed, record_back, record_removed
 
 log = logging.getLogger(__name__)
 REMOVAL_EVENTS = ("app_uninstalled", "tokens_revoked")
+# What a Slack id looks like (users U/W, channels C/D/G, workspaces T, orgs E, apps A): capitals and digits.
+SLACK_ID = re.compile(r"[A-Z0-9]{1,64}")
+
+
+@dataclass(frozen=True)
+class Installed:
+    """Where Rehearse is installed, as Slack's `auth.test` answers for its bot token."""
+
+    team_id: str | None
+    enterprise_id: str | None = None
+    app_id: str | None = None
+    org_wide: bool = False
+
+    def refusal(self, *, team_id: str | None, enterprise_id: str | None, app_id: object) -> str | None:
+        """Why a signed request is not for this installation, or None. A request names its workspace as Bolt reads
+        it (`team.id`, or the event's `authorizations`) and its app (`api_app_id`); what it leaves out is not
+        held against it."""
+        if app_id is not None and self.app_id and app_id != self.app_id:
+            return "the request is for another Slack app"
+        if self.org_wide:
+            if enterprise_id is not None and enterprise_id != self.enterprise_id:
+                return "the request is from another Slack organization"
+        elif team_id is not None and self.team_id and team_id != self.team_id:
+            return "the request is from another Slack workspace"
+        return None
+
+
+class InstalledApp:
+    """`Installed`, asked of Slack once; while Slack does not answer, asked again at most every `retry_s` (until
+    then requests are checked for their signature and the shape of their ids only)."""
+
+    def __init__(self, client: WebClient, retry_s: float = 30.0):
+        self._client, self._retry_s = client, retry_s
+        self._lock = threading.Lock()
+        self._known: Installed | None = None
+        self._next_try = 0.0
+
+    def get(self) -> Installed | None:
+        with self._lock:
+            if self._known is not None or time.monotonic() < self._next_try:
+                return self._known
+            self._next_try = time.monotonic() + self._retry_s
+            try:
+                answer = self._client.auth_test()
+            except (SlackApiError, SlackClientError, OSError) as exc:
+                error = exc.response.get("error") if isinstance(exc, SlackApiError) else exc
+                log.warning("auth.test did not answer (%s): the workspace of Slack requests is checked later", error)
+                return None
+            self._known = Installed(team_id=answer.get("team_id"), enterprise_id=answer.get("enterprise_id"),
+                                    app_id=answer.get("app_id"), org_wide=bool(answer.get("is_enterprise_install")))
+            return self._known
 
 
 def removes_the_bot(event: dict) -> bool:

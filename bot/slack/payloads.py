@@ -13,6 +13,36 @@ import urllib.parse
 from typing import Any
 
 
+class OddPayload(ValueError):
+    """A part of a payload that no request from Slack about Rehearse's own messages has (a mangled or forged click,
+    a button value no message carries): the listener refuses it with one warning line, not as a failure."""
+
+
+def text_at(body: Any, *path: str | int, max_length: int = 3000) -> str:
+    """The string at `path` in a payload (`text_at(body, "actions", 0, "value")`); OddPayload when it is missing,
+    not a string, empty or longer than any Slack sends there."""
+    value = body
+    for step in path:
+        if isinstance(step, int):
+            value = value[step] if isinstance(value, list) and len(value) > step else None
+        else:
+            value = value.get(step) if isinstance(value, dict) else None
+    if not isinstance(value, str) or not value or len(value) > max_length:
+        raise OddPayload(f"{'.'.join(map(str, path))} is not what Slack sends")
+    return value
+
+
+def metadata(view: Any) -> dict[str, Any]:
+    """A modal's `private_metadata`, which Rehearse wrote as a JSON object."""
+    try:
+        data = json.loads(text_at(view, "private_metadata"))
+    except json.JSONDecodeError:
+        data = None
+    if not isinstance(data, dict):
+        raise OddPayload("view.private_metadata is not what Rehearse wrote")
+    return data
+
+
 def unquote_plus(text: str) -> str:
     """`urllib.parse.unquote_plus(text)`, the same result, decoded in C when the text is plain ASCII."""
     escapes = text.count("%")
