@@ -32,7 +32,14 @@ from bot.coach import Coach, utcnow
 from bot.config import CoachConfig, ConfigError, load_config, unknown_scenarios
 from bot.handlers import Listened
 from bot.handlers.inbox import InboxDispatcher, InboxWriter, SlackReceiver, SocketModeInbox
-from bot.handlers.web import BodyTooSlow, body_too_slow, database_unavailable, routes, server_config
+from bot.handlers.web import (
+    BodyTooSlow,
+    body_too_slow,
+    database_unavailable,
+    routes,
+    server_config,
+    server_failed,
+)
 from bot.nudges.approval import ask_managers_after_rep_first
 from bot.nudges.digest import post_digest
 from bot.nudges.expiry import expire_after_failed_delivery, expire_stale_nudges
@@ -273,7 +280,7 @@ def create_app(
                                   receiver=receiver, metrics_token=settings.metrics_token),
                     lifespan=partial(_http_threads, settings.http_threads),
                     exception_handlers={**dict.fromkeys(DATABASE_DOWN, database_unavailable),
-                                        BodyTooSlow: body_too_slow})
+                                        BodyTooSlow: body_too_slow, Exception: server_failed})
     web.add_middleware(RequestIds)  # X-Request-Id in, out, and on every log line of the request
     sender = OutboxSender(db, slack_client(settings, wait_on_rate_limit=False),
                           lease=timedelta(seconds=settings.outbox_lease_seconds),

@@ -37,7 +37,17 @@ from bot.config import CoachConfig, ConfigError, load_config, parse_config
 from bot.demo.driver import TEAM_ID, webhook_headers
 from bot.problems import field_path
 from bot.slack import ids
-from tests.conftest import MANAGER, OUTSIDER, REP, TEST_CONFIG, WEBHOOK_SECRET, Harness, low_calls, scored_call
+from tests.conftest import (
+    APPROVALS,
+    MANAGER,
+    OUTSIDER,
+    REP,
+    TEST_CONFIG,
+    WEBHOOK_SECRET,
+    Harness,
+    low_calls,
+    scored_call,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICK = 30  # examples per property in the default suite
@@ -325,6 +335,58 @@ def test_webhook_huge_integers_in_every_numeric_field_are_refused_by_name(webhoo
     assert field_path(path) in {p["field"] for p in r.json()["problems"]}, (field_path(path), r.json())
 
 
+# Slack's markup (mrkdwn): pings, mentions, channel links, links, formatting, entities, the characters that end a
+# link early. Text from outside that reaches a message must show these literally.
+MARKUP = ["<!channel>", "<!here>", "<!everyone>", "<@U07MGR0EAST>", "<#C0SECRET>", "<!subteam^S0123>",
+          "<https://evil.example|click>", "<mailto:x@evil.example|mail>", "<!date^1^{date}|x>", "*bold*", "_it_",
+          "~s~", "`code`", "```", "&lt;!channel&gt;", "&amp;", "|", ">", "<", "\n> quote"]
+storable = st.text(st.characters(exclude_categories=("Cs",), exclude_characters="\x00"), max_size=4)
+markup_text = st.lists(st.sampled_from(MARKUP) | storable, min_size=1, max_size=5).map("".join).filter(str.strip)
+# The markup Rehearse itself writes: its people, Slack's dates, and links to the calls' recordings.
+OUR_MARKUP = re.compile(r"<@U0(ALEX|DANA|SAM)>|<!date\^\d+\^[^|<>]*\|[^<>]*>"
+                        r"|<https://ci\.example\.com/[^|<> ]*\|[^<>]*>")
+
+
+def foreign_markup(h: Harness) -> list[str]:
+    """Every `<...>` in what the bot posted or published that Rehearse did not write itself."""
+    shown = [*h.standin.messages, *h.standin.modals, *h.standin.views.values()]
+    texts: list[str] = []
+
+    def walk(value: Any) -> None:
+        if isinstance(value, str):
+            texts.append(value)
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                if key not in ("value", "action_id", "block_id", "private_metadata", "url", "ts", "channel"):
+                    walk(item)
+        elif isinstance(value, list):
+            for item in value:
+                walk(item)
+
+    walk(shown)
+    return [token for text in texts for token in re.findall(r"<[^<>]*>?", OUR_MARKUP.sub("", text))]
+
+
+@pytest.mark.parametrize("examples", profiles(60, quick=12))
+def test_slack_markup_in_any_call_text_is_shown_literally(harness, examples):
+    """Titles, call types and evidence quotes full of markup: the approval message (and each update of it as the
+    evidence grows) pings, mentions and links nobody."""
+    count = iter(range(10**6))
+
+    @fuzz(examples)
+    @given(title=markup_text, call_type=markup_text, quotes=st.lists(markup_text, min_size=1, max_size=3))
+    def run(title, call_type, quotes):
+        n = next(count)
+        calls = [{**scored_call(f"mk-{n}-{i}", 30 + i, days_ago=3 - i * 0.1, quote=quote), "title": title,
+                  "call_type": call_type} for i, quote in enumerate(quotes * (3 // len(quotes) + 1))][:3]
+        assert harness.send_calls(calls).status_code == 202
+        settled(harness, ())
+        assert not foreign_markup(harness)
+
+    run()
+    assert harness.standin.messages_in(APPROVALS), "no approval message was posted: the property checked nothing"
+
+
 # --- (b) Slack events and interactions, signed as Slack signs them -------------------------------------------------
 
 LISTENED_EVENTS = {"message", "app_home_opened", "app_uninstalled", "tokens_revoked"}
@@ -529,6 +591,95 @@ def assert_listener_failures_logged(caplog) -> None:
             assert record.exc_info, f"an error logged without its exception: {record.getMessage()}"
 
 
+# Timestamps and signatures that are not what Slack sends: the request is not Slack's (401), whatever its body.
+header_text = st.text(st.characters(min_codepoint=0x21, max_codepoint=0x7E), max_size=30)
+junk_timestamps = st.one_of(
+    header_text.filter(lambda t: not (t.isdigit() and len(t) <= 12)),
+    st.integers(10**12, 10**40).map(str), st.integers(-(10**12), -1).map(str),
+    st.sampled_from(["abc", "1.5", "", "-1", "1e3", "0x10", "1" * 500, "９９", "١٢٣", "+1700000000"]))
+junk_signatures = st.one_of(header_text, st.sampled_from(["v0=é", "v0=" + "0" * 64, "v0=☃", "v1=00", ""]))
+
+
+def slack_template(approval: dict, user: str) -> st.SearchStrategy:
+    """A correct request of each kind Slack sends: an event, a click, a modal submission, a slash command."""
+    event = {"token": "legacy", "team_id": TEAM_ID, "api_app_id": "A0REHEARSE", "type": "event_callback",
+             "event_id": "EvFZ1", "event_time": 1, "authorizations": [{"team_id": TEAM_ID, "user_id": "U0BOT"}],
+             "event": {"type": "message", "channel_type": "im", "channel": "D0ALEX", "user": user, "text": "hi",
+                       "ts": "1700000000.000100", "thread_ts": "1700000000.000001"}}
+    click = {"type": "block_actions", "team": {"id": TEAM_ID}, "user": {"id": user, "team_id": TEAM_ID},
+             "api_app_id": "A0REHEARSE", "token": "legacy", "trigger_id": "1.1.abc",
+             "container": {"type": "message", "message_ts": approval["ts"], "channel_id": approval["channel"]},
+             "actions": [{"type": "button", "action_id": ids.APPROVE, "block_id": "b", "value": "1",
+                          "action_ts": "1.2"}]}
+    submission = {"type": "view_submission", "team": {"id": TEAM_ID}, "user": {"id": user, "team_id": TEAM_ID},
+                  "api_app_id": "A0REHEARSE", "token": "legacy", "trigger_id": "1.1.abc",
+                  "view": {"id": "V0X", "type": "modal", "callback_id": ids.SKIP_REASON_VIEW, "state": {"values": {}},
+                           "private_metadata": json.dumps({"nudge_id": 1, "channel": approval["channel"],
+                                                           "message_ts": approval["ts"]})}}
+    command = {"token": "legacy", "team_id": TEAM_ID, "channel_id": "C0GENERAL", "user_id": user,
+               "command": ids.DRILL_COMMAND, "text": "price", "trigger_id": "1.1.abc"}
+    return st.sampled_from([("json", event), ("form", click), ("form", submission), ("command", command)])
+
+
+def slack_body(kind: str, doc: Any) -> tuple[str, str]:
+    if kind == "json":
+        return json.dumps(doc), "application/json"
+    if kind == "command":
+        fields = {k: v if isinstance(v, str) else json.dumps(v) for k, v in doc.items()}
+        return urllib.parse.urlencode(fields, errors="surrogatepass"), "application/x-www-form-urlencoded"
+    return interaction(doc), "application/x-www-form-urlencoded"
+
+
+@pytest.mark.parametrize("examples", profiles(300))
+def test_slack_requests_with_timestamps_or_signatures_slack_never_sends_are_401(slack, examples):
+    h, approval = slack
+
+    @fuzz(examples)
+    @given(template=slack_template(approval, MANAGER), timestamp=junk_timestamps, signature=junk_signatures,
+           which=st.sampled_from(["timestamp", "signature", "both"]))
+    def run(template, timestamp, signature, which):
+        body, content_type = slack_body(*template)
+        headers = h.slack.signed_headers(body, content_type)
+        if which != "signature":
+            headers["X-Slack-Request-Timestamp"] = timestamp
+        if which != "timestamp":
+            headers["X-Slack-Signature"] = signature
+        before = snapshot(h)
+        r = h.http.post(h.slack.url, content=body.encode(), headers={k: v.encode() for k, v in headers.items()})
+        assert r.status_code == 401, (r.status_code, r.text, headers)
+        assert_no_leak(r.text)
+        assert snapshot(h) == before
+
+    run()
+
+
+@pytest.mark.parametrize("examples", profiles(400))
+def test_signed_requests_with_null_or_wrong_typed_parts_are_answered_plainly_without_a_failure(slack, caplog,
+                                                                                                examples):
+    """Any part of an envelope (the event, the actions, the view, the user, the team...) null, false, a string, a
+    number, missing: a 4xx or Slack's 200, never a failure in the log, and a stranger's click, submission or message
+    changes nothing."""
+    h, approval = slack
+
+    @fuzz(examples)
+    @given(data=st.data(), template=slack_template(approval, OUTSIDER))
+    def run(data, template):
+        kind, doc = template
+        mutant, _ = data.draw(mutated(doc))
+        before = settled(h, ANSWERS_ONLY)
+        body, content_type = slack_body(kind, mutant)
+        r = post_slack(h, body, content_type)
+        assert r.status_code in {200, 400, 403, 404}, (r.status_code, r.text)
+        if kind != "command":  # `/drill price` starts the caller's own drill, stranger or not
+            assert settled(h, ANSWERS_ONLY) == before, mutant
+
+    with caplog.at_level(logging.WARNING):
+        run()
+        settled(h, ())
+    failures = [rec.getMessage() for rec in caplog.records if rec.levelno >= logging.ERROR or rec.exc_info]
+    assert not failures, failures[:5]
+
+
 # --- (c) slash commands --------------------------------------------------------------------------------------------
 
 command_text = st.one_of(
@@ -658,6 +809,50 @@ def test_config_check_explains_mutated_configs_without_a_traceback(tmp_path, exa
     run()
 
 
+# --- (e) what reaches a terminal ------------------------------------------------------------------------------------
+
+# What a terminal acts on: C0 and C1 control characters (ESC sequences, CSI, BEL, backspace) and bidi overrides.
+TERMINAL_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+ESCAPES = ["\x1b]0;pwned\x07", "\x1b[2J", "\x1b[31m", "\x9b31m", "\x08\x08", "\r", "\u202e", "\x07", "\x7f",
+           "[bold red]rich[/]", "\x1bP+q\x1b\\"]
+terminal_text = st.lists(st.sampled_from(ESCAPES) | storable, min_size=1, max_size=4).map("".join).filter(str.strip)
+
+
+@pytest.fixture
+def cli_env(tmp_path, database_url, standin, monkeypatch) -> Path:
+    config = tmp_path / "coach.yaml"
+    config.write_text(yaml.safe_dump(TEST_CONFIG))
+    for name, value in {"REHEARSE_CONFIG": str(config), "DATABASE_URL": database_url,
+                        "SLACK_BOT_TOKEN": standin.bot_token, "SLACK_API_URL": standin.base_url}.items():
+        monkeypatch.setenv(name, value)
+    return tmp_path
+
+
+@pytest.mark.parametrize("examples", profiles(40, quick=8))
+def test_text_from_outside_never_reaches_the_terminal_as_control_characters(cli_env, examples):
+    """Rep references, titles, call types and quotes with escape sequences, through `rehearse ingest`, its
+    `--unmatched` list and `rehearse audit`: shown as escapes, never sent to the terminal as they are."""
+    runner = CliRunner()
+    count = iter(range(10**6))
+
+    @fuzz(examples)
+    @given(rep=terminal_text, title=terminal_text, call_type=terminal_text, quote=terminal_text,
+           key=terminal_text)
+    def run(rep, title, call_type, quote, key):
+        n = next(count)
+        calls = [{**scored_call(f"tt-{n}", 40, quote=quote), "rep": rep, "title": title, "call_type": call_type},
+                 {**scored_call(f"tt-{n}-b", 40), "scores": [{"criterion": "objection_handling", "score": 40,
+                                                              key: "x"}], "rep": rep}]
+        path = cli_env / "calls.json"
+        path.write_text(json.dumps(calls), encoding="utf-8")
+        for args in (["ingest", str(path)], ["ingest", "--unmatched"], ["audit"]):
+            result = runner.invoke(cli, args)
+            assert result.exit_code in (0, 1), (args, result.output, result.exception)
+            assert not TERMINAL_CONTROL.search(result.output), (args, result.output)
+
+    run()
+
+
 # --- regressions: what the fuzzing found ---------------------------------------------------------------------------
 
 @pytest.mark.parametrize(("raw", "status", "field"), [
@@ -669,7 +864,7 @@ def test_config_check_explains_mutated_configs_without_a_traceback(tmp_path, exa
     (json.dumps({**scored_call("r-5", 50), "metrics": {"talk_ratio": float("nan")}}).encode(), 422,
      "metrics.talk_ratio"),
     (b'{"call_id": "r-6", "rep": "U0ALEX", "started_at": "2026-11-20T15:04:05Z", '
-     b'"scores": [{"criterion": "discovery", "score": 1e999, "max": 1e999}]}', 422, "scores[0].score"),
+     b'"scores": [{"criterion": "discovery", "score": 1e999, "max": 1e999}]}', 422, "scores[0].max"),
     (json.dumps({"callData": {"metaData": [], "parties": "alex"}}).encode(), 422, "callData.metaData"),
     (json.dumps({**GONG_CALL, "callData": {**GONG_CALL["callData"], "parties": [
         {"affiliation": "Internal", "emailAddress": 5}]}}).encode(), 422, "callData.parties.emailAddress"),

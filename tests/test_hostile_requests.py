@@ -103,6 +103,20 @@ def test_a_signed_shape_slack_never_sends_is_answered_below_500_on_a_connection_
     no_traceback(caplog)
 
 
+def test_a_request_that_fails_on_a_bug_does_not_lose_the_next_request_on_its_connection(harness, monkeypatch, caplog):
+    def broken() -> bool:
+        raise RuntimeError("a bug behind one request")
+
+    monkeypatch.setattr(harness.app.coach.db, "healthy", broken)
+    with caplog.at_level(logging.ERROR):
+        first = harness.http.get(f"{harness.url}/healthz")
+        assert first.status_code == 500 and "nothing was changed" in first.json()["error"]
+        monkeypatch.undo()
+        second = harness.http.get(f"{harness.url}/healthz")  # the same keep-alive connection
+    assert second.status_code == 200
+    assert [r.getMessage() for r in caplog.records if r.exc_info] == ["GET /healthz failed"]
+
+
 def test_button_values_beyond_any_integer_column_are_refused_without_a_listener_failure(harness, caplog):
     assert harness.send_calls(low_calls()).status_code == 202
     approval = harness.approval_message()

@@ -51,7 +51,7 @@ def test_schema_errors_name_the_field_and_store_nothing(harness):
     answer = harness.send_calls(bad)
     assert answer.status_code == 422
     fields = {p["field"]: p["message"] for p in answer.json()["problems"]}
-    assert fields["[1].scores[0]"] == "score 140 is outside 0..100"
+    assert fields["[1].scores[0].score"] == "score 140 is outside 0..100"
     assert fields["[2].started_at"] == "required"
     with harness.app.coach.db.session() as session:
         assert session.exec(select(Call)).all() == []

@@ -168,7 +168,7 @@ class SlackReceiver:
             where = build_context(BoltContext(), payload)  # Bolt's own reading of the ids, as BoltRequest does it
         except UNREADABLE:
             return _refused(400, "not a Slack payload: Bolt cannot read it")
-        if problem := odd_ids(payload, where):
+        if problem := odd_shape(payload, where):
             return _refused(400, problem)
         installed = await asyncio.to_thread(self._installed)
         if installed and (refusal := installed.refusal(team_id=where.team_id, enterprise_id=where.enterprise_id,
@@ -195,13 +195,36 @@ class SlackReceiver:
         return self._verifier.is_valid(raw, timestamp, signature)
 
 
-def odd_ids(payload: object, where: BoltContext) -> str | None:
-    """Why a payload is not one Slack sends, judged by what every listener reads first: an object, with the ids
-    Bolt reads shaped as Slack's ids, and a person for a click, a submission or a command."""
+# The parts of a payload Bolt reads without checking their type (its listener matchers, its readers of ids, its
+# warning about a request nothing listens to), and what Slack sends there; a list holds objects.
+PARTS: dict[str, tuple[type, ...]] = {
+    "event": (dict,), "view": (dict,), "actions": (list,), "container": (dict,), "message": (dict,),
+    "channel": (dict,), "user": (dict, str), "team": (dict, str, type(None)), "enterprise": (dict, str, type(None)),
+    "authorizations": (list,), "response_urls": (list,), "state": (dict,)}
+
+
+def odd_shape(payload: object, where: BoltContext) -> str | None:
+    """Why a payload is not one Slack sends, judged by what Bolt and every listener read first: an object; an
+    event, a click's actions, a submission's view as Slack shapes them; the ids Bolt reads shaped as Slack's ids;
+    and a person for a click, a submission or a command."""
     if not isinstance(payload, dict):
         return "not a Slack payload: expected an object"
-    if payload.get("type") == "event_callback" and not isinstance(payload.get("event"), dict):
+    for part, shapes in PARTS.items():
+        value = payload.get(part, ...)
+        if value is not ... and not (isinstance(value, shapes) and (
+                not isinstance(value, list) or all(isinstance(item, dict) for item in value))):
+            return f"not a Slack payload: {part} is not shaped as Slack sends it"
+    kind = payload.get("type")
+    if kind == "event_callback" and not (_has_text(payload.get("event"), "type")
+                                         and isinstance(payload.get("event_id"), str)):
         return "not a Slack payload: an event callback without its event"
+    if kind == "block_actions" and not (isinstance(payload.get("actions"), list) and payload["actions"]
+                                        and all(_has_text(a, "action_id") for a in payload["actions"])):
+        return "not a Slack payload: a click without its actions"
+    if kind in ("view_submission", "view_closed") and not _has_text(payload.get("view"), "callback_id"):
+        return "not a Slack payload: a submission without its view"
+    if "command" in payload and not isinstance(payload["command"], str):
+        return "not a Slack payload: a command that is not text"
     for name in ("user_id", "team_id", "enterprise_id", "channel_id", "actor_user_id", "actor_team_id"):
         value = where.get(name)
         if value is not None and not (isinstance(value, str) and SLACK_ID.fullmatch(value)):
@@ -210,6 +233,11 @@ def odd_ids(payload: object, where: BoltContext) -> str | None:
             and where.user_id is None:
         return "not a Slack payload: no user"
     return None
+
+
+def _has_text(part: object, key: str) -> bool:
+    """What Bolt's listener matchers read first: `part` is an object with text at `key`."""
+    return isinstance(part, dict) and isinstance(part.get(key), str)
 
 
 def _refused(status: int, message: str) -> Response:

@@ -8,6 +8,7 @@ import hmac
 import json
 import logging
 import time
+from collections.abc import Callable
 
 import uvicorn
 from slack_bolt import App
@@ -72,9 +73,44 @@ class TimedHttp(HttpToolsProtocol):
             self.transport.close()
 
 
+SERVER_FAILED = "the server failed; nothing was changed by this request"
+
+
+async def server_failed(request: Request, exc: Exception) -> Response:
+    """Starlette's answer to a bug (it then raises it on, for `KeepTheConnection` to log)."""
+    return JSONResponse({"error": SERVER_FAILED}, status_code=500)
+
+
+class KeepTheConnection:
+    """The web app, never letting an exception reach uvicorn: uvicorn closes the connection of a request whose app
+    raised, and with it the next request the client had sent on that keep-alive connection. A bug still answers its
+    own request 500 (Starlette's error middleware), and is logged here once."""
+
+    def __init__(self, app: Starlette):
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def sending(message: dict) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        except Exception:  # noqa: BLE001 - the one place a request's unexpected failure is logged
+            log.exception("%s %s failed", scope.get("method"), scope.get("path"))
+            if not started:
+                await JSONResponse({"error": SERVER_FAILED}, status_code=500)(scope, receive, send)
+
+
 def server_config(web: Starlette, *, host: str, port: int, log_level: str, **options: object) -> uvicorn.Config:
     """The web server's settings, the same for `rehearse serve`, the demo and the tests."""
-    return uvicorn.Config(web, host=host, port=port, log_level=log_level, http=TimedHttp,
+    return uvicorn.Config(KeepTheConnection(web), host=host, port=port, log_level=log_level, http=TimedHttp,
                           timeout_keep_alive=KEEP_ALIVE_S, limit_concurrency=MAX_CONNECTIONS, **options)
 
 

@@ -359,14 +359,14 @@ class _GongAnswer(BaseModel):
     questionId: GongId
     isOverall: bool | None = None
     notApplicable: bool | None = None
-    score: float | None = None
+    score: Number | None = None
     answerText: str | None = None
 
 
 class _GongScorecard(BaseModel):
     model_config = ConfigDict(extra="ignore")
     callId: GongId
-    callStartTime: datetime
+    callStartTime: Time
     reviewedUserId: GongId
     answers: list[_GongAnswer] = []
 
