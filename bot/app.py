@@ -275,7 +275,7 @@ def create_app(
     inbox = InboxWriter(db.inbox, clock=clock)
     over_http = settings.slack_signing_secret and not settings.socket_mode  # `serve` checks HTTP mode has a secret
     receiver = SlackReceiver(inbox, listened, settings.slack_signing_secret,
-                             installed=InstalledApp(client).get) if over_http else None
+                             installed=InstalledApp(client)) if over_http else None
     web = Starlette(routes=routes(bolt=bolt, coach=coach, webhook_secret=settings.webhook_secret,
                                   receiver=receiver, metrics_token=settings.metrics_token),
                     lifespan=partial(_http_threads, settings.http_threads),

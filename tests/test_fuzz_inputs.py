@@ -545,7 +545,7 @@ def test_strangers_clicks_and_submissions_are_acked_and_change_nothing(slack, ca
     def run(payload):
         before = settled(h, ANSWERS_ONLY)  # what earlier examples started has landed
         r = post_slack(h, interaction(payload), "application/x-www-form-urlencoded")
-        assert r.status_code == 200, r.text
+        assert r.status_code == 200 or refused_as_odd(r), r.text
         view = payload["view"] if payload["type"] == "view_submission" else {}
         deciding = {a["action_id"] for a in payload.get("actions", [])} | {view.get("callback_id")}
         if deciding & DECIDING and not deciding - DECIDING - {None}:
@@ -558,7 +558,8 @@ def test_strangers_clicks_and_submissions_are_acked_and_change_nothing(slack, ca
 
 @pytest.mark.parametrize("examples", profiles(150))
 def test_anyones_mutated_clicks_never_fail_the_request(slack, caplog, examples):
-    """The manager and the rep too (their clicks may legitimately change things): Slack always gets its 200."""
+    """The manager and the rep too (their clicks may legitimately change things): Slack always gets its 200 (a 400
+    only for a shape Slack never sends)."""
     h, approval = slack
     nudge_id = first_nudge_id(h)
     people = st.sampled_from([MANAGER, REP, *STRANGERS])
@@ -567,12 +568,17 @@ def test_anyones_mutated_clicks_never_fail_the_request(slack, caplog, examples):
     @given(payload=clicks(approval, nudge_id, people) | submissions(nudge_id, people))
     def run(payload):
         r = post_slack(h, interaction(payload), "application/x-www-form-urlencoded")
-        assert r.status_code == 200, r.text
+        assert r.status_code == 200 or refused_as_odd(r), r.text
 
     with caplog.at_level(logging.ERROR):
         run()
     settled(h, ())
     assert_listener_failures_logged(caplog)
+
+
+def refused_as_odd(r: httpx.Response) -> bool:
+    """A 400 naming the payload as not Slack's (a container, a view, an id not shaped as Slack sends them)."""
+    return r.status_code == 400 and r.json()["error"].startswith("not a Slack payload")
 
 
 def first_nudge_id(h: Harness) -> int:

@@ -9,7 +9,7 @@ from slack_bolt import App
 from bot.coach import Coach
 from bot.nudges import approval, disputes
 from bot.slack import blocks, ids
-from bot.slack.payloads import OddPayload, metadata, text_at
+from bot.slack.payloads import OddPayload, metadata, part_at, text_at
 
 # Clicks answered with a modal: views.open needs the click's trigger_id within 3 s, so Bolt handles them before
 # the ack instead of through the Slack inbox.
@@ -77,8 +77,7 @@ def dispute_submitted(ack, body, view, coach: Coach) -> None:
 
 def _typed(view: dict, block: str, action: str) -> str | None:
     """What the person typed in a modal's text input (None when left empty)."""
-    value = (((view.get("state") or {}).get("values") or {}).get(block) or {}).get(action) or {}
-    typed = value.get("value") if isinstance(value, dict) else None
+    typed = part_at(view, "state", "values", block, action, "value")
     if typed is not None and not isinstance(typed, str):
         raise OddPayload(f"view.state.values.{block}.{action}.value is not text")
     return typed

@@ -33,7 +33,7 @@ from starlette.responses import JSONResponse, Response
 
 from bot.coach import work_started
 from bot.handlers import Listened, failures_noted
-from bot.slack.installation import SLACK_ID, Installed
+from bot.slack.installation import SLACK_ID, InstalledApp
 from bot.slack.payloads import read_body
 from bot.slack.sender import DATABASE_DOWN
 from bot.telemetry import REQUEST_ID_HEADER, ContextThreadPool, bound, context
@@ -153,7 +153,7 @@ class SlackReceiver:
     """
 
     def __init__(self, writer: InboxWriter, listened: Listened, signing_secret: str,
-                 installed: Callable[[], Installed | None] = lambda: None):
+                 installed: InstalledApp | None = None):
         self._writer, self._listened, self._installed = writer, listened, installed
         self._verifier = SignatureVerifier(signing_secret)
 
@@ -170,7 +170,7 @@ class SlackReceiver:
             return _refused(400, "not a Slack payload: Bolt cannot read it")
         if problem := odd_shape(payload, where):
             return _refused(400, problem)
-        installed = await asyncio.to_thread(self._installed)
+        installed = self._installed and (self._installed.known or await asyncio.to_thread(self._installed.get))
         if installed and (refusal := installed.refusal(team_id=where.team_id, enterprise_id=where.enterprise_id,
                                                        app_id=payload.get("api_app_id"))):
             return _refused(403, refusal)

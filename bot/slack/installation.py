@@ -60,6 +60,11 @@ class InstalledApp:
         self._known: Installed | None = None
         self._next_try = 0.0
 
+    @property
+    def known(self) -> Installed | None:
+        """What Slack answered, without asking (None until it has)."""
+        return self._known
+
     def get(self) -> Installed | None:
         with self._lock:
             if self._known is not None or time.monotonic() < self._next_try:

@@ -18,15 +18,22 @@ class OddPayload(ValueError):
     a button value no message carries): the listener refuses it with one warning line, not as a failure."""
 
 
-def text_at(body: Any, *path: str | int, max_length: int = 3000) -> str:
-    """The string at `path` in a payload (`text_at(body, "actions", 0, "value")`); OddPayload when it is missing,
-    not a string, empty or longer than any Slack sends there."""
+def part_at(body: Any, *path: str | int) -> Any:
+    """The value at `path` in a payload (`part_at(body, "actions", 0, "value")`), or None where the path does not
+    lead (a missing key, a list where an object was expected)."""
     value = body
     for step in path:
         if isinstance(step, int):
             value = value[step] if isinstance(value, list) and len(value) > step else None
         else:
             value = value.get(step) if isinstance(value, dict) else None
+    return value
+
+
+def text_at(body: Any, *path: str | int, max_length: int = 3000) -> str:
+    """The string at `path` in a payload; OddPayload when it is missing, not a string, empty or longer than any
+    Slack sends there."""
+    value = part_at(body, *path)
     if not isinstance(value, str) or not value or len(value) > max_length:
         raise OddPayload(f"{'.'.join(map(str, path))} is not what Slack sends")
     return value
