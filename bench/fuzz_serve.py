@@ -23,7 +23,8 @@ once the Slack inbox is drained) and its log scanned: every line JSON, none with
 traceback. Exits 1 on any answer >= 500, request left unanswered, unanswered /healthz, socket never closed,
 traceback, error line or non-JSON line.
 
-    python bench/fuzz_serve.py [--requests N] [--seed S] [--connections C]    # default: 5000 per endpoint, 13, 4
+    python bench/fuzz_serve.py [--requests N] [--seed S] [--connections C] [--keep-log PATH]
+                                                          # default: 5000 per endpoint, seed 13, 4 connections
 """
 
 from __future__ import annotations
@@ -31,7 +32,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import copy
+import hashlib
+import hmac
 import json
+import os
 import random
 import re
 import signal
@@ -47,7 +51,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
-from slack_sdk.signature import SignatureVerifier
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -212,10 +215,10 @@ class Shot:
             else SECRET
         if self.endpoint == "webhook":
             names = (b"X-Rehearse-Timestamp", b"X-Rehearse-Signature")
-            signature = webhook_headers(secret, self.body, ts)["X-Rehearse-Signature"]  # type: ignore[arg-type]
+            signature = webhook_headers(secret, self.body, ts)["X-Rehearse-Signature"]
         else:
-            names = (b"X-Slack-Request-Timestamp", b"X-Slack-Signature")
-            signature = SignatureVerifier(secret).generate_signature(timestamp=ts, body=self.body)
+            names = (b"X-Slack-Request-Timestamp", b"X-Slack-Signature")  # Slack's v0 HMAC, over the raw bytes
+            signature = "v0=" + hmac.new(secret.encode(), f"v0:{ts}:".encode() + self.body, hashlib.sha256).hexdigest()
         ts_bytes = str(now).translate(FULLWIDTH).encode() if how == "fullwidth-timestamp" else ts.encode()
         sig_bytes = signature.encode()[:-2] + detail if how == "non-ascii-signature" else signature.encode()
         head = [b"POST /" + (b"webhooks/calls" if self.endpoint == "webhook" else b"slack/events") + b" HTTP/1.1",
@@ -304,7 +307,7 @@ def slack_templates(approval: dict, modal: dict, picker: dict, home: dict) -> li
                                 (ids.RETAKE, "1", REP), (ids.PRACTICE_DONE, "1", REP), (ids.KEEP, "1", MANAGER),
                                 (ids.WITHDRAW, "1", MANAGER)]:
         doc = copy.deepcopy(click)
-        doc["user"]["id"] = user
+        doc["user"].update(id=user, username=user.lower())
         doc["actions"][0].update(action_id=action, value=value)
         templates.append((action, "payload", doc))
     for action, value in [(ids.HOME_PAGE, "1"), (ids.HOME_START, nudge)]:
@@ -313,7 +316,7 @@ def slack_templates(approval: dict, modal: dict, picker: dict, home: dict) -> li
         doc["actions"][0].update(action_id=action, value=value)
         templates.append((action, "payload", doc))
     dispute = copy.deepcopy(made[8][1])
-    dispute["user"]["id"] = REP
+    dispute["user"].update(id=REP, username=REP.lower())
     dispute["view"].update(callback_id=ids.DISPUTE_VIEW, private_metadata=json.dumps({"nudge_id": int(nudge)}),
                            state={"values": {ids.COMMENT_BLOCK: {ids.COMMENT_INPUT: {
                                "type": "plain_text_input", "value": "The call was cut off"}}}})
@@ -353,6 +356,7 @@ class Tally:
     latencies: list[float]
     failures: list[str]  # answers >= 500 and Python internals in an answer, with the request
     unanswered: list[str]
+    failing: Counter  # the templates the failures were made from
 
 
 async def read_answer(reader: asyncio.StreamReader) -> tuple[int, dict[bytes, bytes], bytes]:
@@ -372,23 +376,24 @@ async def read_answer(reader: asyncio.StreamReader) -> tuple[int, dict[bytes, by
 async def fire(port: int, shots: Iterator[Shot], connections: int, total: int,
                server: subprocess.Popen) -> dict[str, Tally]:
     """Every shot once, one at a time per connection; a connection that fails is replaced by a new one."""
-    tallies = {e: Tally(Counter(), [], [], []) for e in ("webhook", "slack")}
+    tallies = {e: Tally(Counter(), [], [], [], Counter()) for e in ("webhook", "slack")}
     sent = [0]
 
     async def lane() -> None:
-        conn = None
+        conn, last = None, None
         for shot in shots:
-            tally = tallies[shot.endpoint]
+            tally, request = tallies[shot.endpoint], shot.raw()
             begun = time.monotonic()
             try:
                 if conn is None:
-                    conn = await asyncio.open_connection("127.0.0.1", port)
-                conn[1].write(shot.raw())
+                    conn, last = await asyncio.open_connection("127.0.0.1", port), None
+                conn[1].write(request)
                 await conn[1].drain()
                 status, headers, body = await asyncio.wait_for(read_answer(conn[0]), 30)
             except (OSError, EOFError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError,
                     ValueError, IndexError) as exc:
-                tally.unanswered.append(f"{type(exc).__name__} {exc!s:.80}: {shot.describe()}")
+                after = f" (the answer before on this connection: {last})" if last else " (a new connection)"
+                tally.unanswered.append(f"{type(exc).__name__} {exc!s:.80}{after}: {shot.describe()}")
                 if conn is not None:
                     conn[1].close()
                 conn = None
@@ -397,14 +402,16 @@ async def fire(port: int, shots: Iterator[Shot], connections: int, total: int,
                 continue
             tally.latencies.append(time.monotonic() - begun)
             tally.statuses[status] += 1
+            last = status
             if status >= 500 or LEAK.search(body):
                 tally.failures.append(f"{status} {body[:200]!r}: {shot.describe()}")
+                tally.failing[shot.label.split(":")[0]] += 1
             if headers.get(b"connection", b"").lower() == b"close":
                 conn[1].close()
                 conn = None
             sent[0] += 1
             if sent[0] % 1000 == 0:
-                print(f"  {sent[0]:,}/{total:,} sent", file=sys.stderr, flush=True)
+                print(f"  {sent[0]:,}/{total:,} answered", file=sys.stderr, flush=True)
         if conn is not None:
             conn[1].close()
 
@@ -468,21 +475,52 @@ def prepare(url: str, standin: SlackStandIn) -> list[tuple[str, str, object]]:
     return slack_templates(approval, modal, picker, home)
 
 
-def drained(url: str, timeout: float = 180) -> bool:
-    """Wait until every Slack request the server acknowledged has been handled (its /metrics says so)."""
-    deadline = time.monotonic() + timeout
+def drained(url: str, inbox_s: float = 180, outbox_s: float = 60) -> dict[str, float]:
+    """Wait until every Slack request the server acknowledged has been handled, then (a while) until every Slack
+    write it queued is sent or given up (paced at about 1 a second per channel); what /metrics says is left."""
+    started = time.monotonic()
     with httpx.Client(timeout=10) as http:
-        while time.monotonic() < deadline:
-            found = re.search(r"^rehearse_slack_inbox_pending (\S+)$", http.get(f"{url}/metrics").text, re.M)
-            if found and float(found.group(1)) == 0:
-                return True
+        while True:
+            text = http.get(f"{url}/metrics").text
+            left = {k: float(n) for k, n in re.findall(r"^rehearse_(slack_inbox|outbox)_pending (\S+)$", text, re.M)}
+            waited = time.monotonic() - started
+            if not any(left.values()) or waited > inbox_s + outbox_s or (left.get("slack_inbox") == 0
+                                                                          and waited > outbox_s):
+                return left
             time.sleep(1)
-    return False
+
+
+def children(pid: int) -> list[int]:
+    """The processes `pid` started (`rehearse serve` starts one `rehearse worker`), from whichever of its threads."""
+    try:
+        return [int(c) for task in Path(f"/proc/{pid}/task").iterdir() for c in (task / "children").read_text().split()]
+    except OSError:
+        return []
+
+
+def outlived(pids: list[int], grace: float = 30) -> str:
+    """Wait up to `grace` s for the worker to exit after the server; kill what is left (it would go on sending)."""
+    def alive(pid: int) -> bool:
+        try:
+            return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+        except OSError:
+            return False
+
+    started = time.monotonic()
+    while any(alive(p) for p in pids) and time.monotonic() - started < grace:
+        time.sleep(0.2)
+    left = [p for p in pids if alive(p)]
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    if left:
+        return f"still running {grace:.0f} s after it, killed"
+    return f"gone {time.monotonic() - started:.1f} s after it"
 
 
 def scan_log(path: Path, requests: dict[str, str]) -> dict:
     """Every line of the server's log: JSON or not, with an exception, at error level, with a traceback; and the
-    distinct error and exception lines (numbers as N), each with how often and the request behind its first one."""
+    distinct failures (by message, innermost frame and exception type), each with how often and the request
+    behind its first line when the line names one."""
     kinds: dict[str, list[str]] = {"not JSON": [], "with an exception": [], "error/critical": [], "traceback": []}
     distinct: dict[str, list] = {}
     lines = path.read_bytes().splitlines()
@@ -504,10 +542,25 @@ def scan_log(path: Path, requests: dict[str, str]) -> dict:
                           ("traceback", "Traceback" in text)):
             kinds[kind] += [shown] if hit else []
         if "exception" in line or line.get("level") in ("error", "critical"):
-            seen = distinct.setdefault(re.sub(r"\b\d+\b", "N", shown)[:300], [0, None])
+            seen = distinct.setdefault(failure_kind(line), [0, None])
             seen[0] += 1
             seen[1] = seen[1] or requests.get(line.get("request_id"))
     return {"lines": len(lines), "kinds": kinds, "distinct": distinct}
+
+
+def failure_kind(line: dict) -> str:
+    """An error line without what varies between its occurrences: numbers, channels, the exception's values."""
+    message = str(line.get("message"))
+    for varies, same in ((r" to \S+ failed", " to <channel> failed"), (r" on an? .+? request", " on a <type> request"),
+                         (r"\b\d+\b", "N")):
+        message = re.sub(varies, same, message)
+    exc = str(line.get("exception") or "").strip().splitlines()
+    if not exc:
+        return f"{line.get('level')} {line.get('logger')}: {message[:200]}"
+    frames = re.findall(r'File "(?:[^"]*/site-packages/|[^"]*/main/)?([^"]+)", line (\d+), in (\S+)', "\n".join(exc))
+    where = "{}:{} {}".format(*frames[-1]) if frames else "?"
+    head = f"{line.get('level')} {line.get('logger')}: {message.split(':')[0][:120]}"
+    return f"{head} | {exc[-1].split(':')[0][:60]} at {where}"
 
 
 def main() -> int:
@@ -547,6 +600,7 @@ def main() -> int:
             slow = asyncio.run(slow_connections(port))
             settled = drained(url)
         finally:
+            workers = children(server.pid)
             stopping = time.monotonic()
             server.send_signal(signal.SIGTERM)
             try:
@@ -555,14 +609,16 @@ def main() -> int:
                 server.kill()
                 server.wait()
             stop_s = time.monotonic() - stopping
+            worker = outlived(workers)
             if args.keep_log:
                 args.keep_log.write_bytes(log_path.read_bytes())
         log = scan_log(log_path, requests)
-    return report(args, tallies, slow, log, settled, server.returncode, stop_s, time.monotonic() - started)
+    stopped = f"stopped in {stop_s:.1f} s, exit code {server.returncode}, its worker {worker}"
+    return report(args, tallies, slow, log, settled, stopped, time.monotonic() - started)
 
 
-def report(args: argparse.Namespace, tallies: dict[str, Tally], slow: dict, log: dict, settled: bool, code: int,
-           stop_s: float, elapsed: float) -> int:
+def report(args: argparse.Namespace, tallies: dict[str, Tally], slow: dict, log: dict, settled: dict, stopped: str,
+           elapsed: float) -> int:
     failures = [f for t in tallies.values() for f in t.failures]
     unanswered = [u for t in tallies.values() for u in t.unanswered]
     kinds = log["kinds"]
@@ -574,12 +630,14 @@ def report(args: argparse.Namespace, tallies: dict[str, Tally], slow: dict, log:
         print(f"{path}: {sum(t.statuses.values()) + len(t.unanswered):,} sent, statuses "
               f"{dict(sorted(t.statuses.items()))}, p50 {lat[len(lat) // 2] * 1000:.0f} ms, p99 "
               f"{lat[int(len(lat) * 0.99)] * 1000:.0f} ms, max {lat[-1] * 1000:.0f} ms")
-    print(f"answers >= 500 (or showing Python internals): {len(failures)}; unanswered: {len(unanswered)}")
+    shapes = sum((t.failing for t in tallies.values()), Counter())
+    print(f"answers >= 500 (or showing Python internals): {len(failures)} {dict(shapes.most_common())}; "
+          f"unanswered: {len(unanswered)}")
     print(f"slow connections: {slow['partial']} half-sent requests closed after {slow['partial_min_s']:.1f}-"
           f"{slow['partial_max_s']:.1f} s, the idle socket after {slow['idle_s']:.1f} s, never closed (60 s cap): "
           f"{slow['never_closed']}; /healthz meanwhile: {slow['healthz']}")
     print(f"server log: {log['lines']:,} lines; " + ", ".join(f"{k} {len(v)}" for k, v in kinds.items())
-          + f"; Slack inbox drained before the stop: {settled}; stopped in {stop_s:.1f} s, exit code {code}")
+          + f"; still pending at the stop: {settled}; server {stopped}")
     print(f"elapsed: {elapsed:.0f} s")
     for title, items in (("answers >= 500", failures), ("unanswered", unanswered),
                          *((f"log lines {k}", v) for k, v in kinds.items())):

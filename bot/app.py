@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import signal
 import socket
 import threading
 import time
@@ -178,6 +179,7 @@ class Rehearse:
         if self.worker is not None:
             self.worker.stop()
         self.inbox.close()
+        self.sender.stop()  # a drain pacing hundreds of rows would hold the shutdown below for minutes
         if self.scheduler.running:
             self.scheduler.shutdown(wait=True)
         # The practice pool finishes the replies the inbox's requests started before those requests are deleted.
@@ -193,6 +195,9 @@ class Rehearse:
         else:
             self.start()
         _freeze_what_was_built()
+        # uvicorn, shut down by SIGTERM, raises SIGTERM again for the handler it found: Python's default would end
+        # the process there, before `stop` below stops the worker, the sender and the jobs. This one lets it finish.
+        signal.signal(signal.SIGTERM, lambda *_: None)
         try:
             # uvicorn's lines go through our handler (JSON, redacted) too, at our level: at INFO (`--verbose`, the
             # default) a line for each request

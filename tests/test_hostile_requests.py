@@ -66,6 +66,27 @@ def test_a_signature_with_non_ascii_characters_is_401(harness, caplog, body):
     no_traceback(caplog)
 
 
+def test_a_body_that_is_not_utf8_is_401_unsigned_and_400_signed(harness, caplog):
+    raw = b'{"type": "url_verification", "token": "\xed\xa0\x80", "challenge": "x"}'
+    fresh = str(int(time.time()))
+    with caplog.at_level(logging.WARNING):
+        unsigned = raw_post(harness, raw, {"Content-Type": "application/json", "X-Slack-Request-Timestamp": fresh,
+                                           "X-Slack-Signature": "v0=" + "0" * 64})
+        signed = raw_post(harness, raw, {"Content-Type": "application/json", **{
+            k: v for k, v in harness.slack.signed_headers(raw.decode("latin-1"), "application/json").items()
+            if k != "X-Slack-Signature"}, "X-Slack-Signature": _sign(raw, fresh)})
+    assert unsigned.status_code == 401 and signed.status_code == 400, (unsigned.text, signed.text)
+    no_traceback(caplog)
+
+
+def _sign(raw: bytes, timestamp: str) -> str:
+    import hashlib
+    import hmac
+
+    from tests.conftest import SIGNING_SECRET
+    return "v0=" + hmac.new(SIGNING_SECRET.encode(), f"v0:{timestamp}:".encode() + raw, hashlib.sha256).hexdigest()
+
+
 # --- 3. signed shapes Slack never sends: a 4xx or Slack's 200, and the connection stays usable ------------------------
 
 ODD_SHAPES = [
@@ -80,6 +101,12 @@ ODD_SHAPES = [
                                                        "user": {"id": MANAGER}, "view": None})),
     ("application/x-www-form-urlencoded", interaction({"type": "view_submission", "team": {"id": TEAM_ID},
                                                        "user": None, "view": {"callback_id": None}})),
+    ("application/x-www-form-urlencoded", interaction({"type": "block_actions", "team": {"id": TEAM_ID},
+                                                       "user": "U0DANA", "actions": [{"action_id": ids.APPROVE}]})),
+    ("application/json", json.dumps({"type": "event_callback", "team_id": TEAM_ID, "event_id": 10**30,
+                                     "event": {"type": "message", "channel_type": "im", "channel": "D0ALEX",
+                                               "user": REP, "text": "hi", "ts": "1.2"}})),
+    ("application/json", json.dumps({"type": "url_verification", "token": "\ud800", "challenge": "x"})),
     ("application/x-www-form-urlencoded", "command=/drill"),
     ("application/x-www-form-urlencoded", "command=/progress&user_id="),
     ("application/x-www-form-urlencoded", "payload=%7B%7D"),
@@ -135,6 +162,28 @@ def test_button_values_beyond_any_integer_column_are_refused_without_a_listener_
         time.sleep(0.5)
     no_traceback(caplog)
     assert snapshot(harness, skip=("outbox", "slack_events", "audit_log")) == before
+
+
+@pytest.mark.parametrize("channel", ["a|b>c", "c0approvals", "2026-13-45T99:00:00Z", "\x1b[2J", "\udfff tail"])
+def test_a_click_naming_a_channel_that_is_not_a_slack_id_is_refused_before_anything_is_sent(harness, caplog,
+                                                                                             channel):
+    assert harness.send_calls(low_calls()).status_code == 202
+    approval = harness.approval_message()
+    payload = _click_payload(approval, ids.APPROVE, MANAGER)
+    payload["container"]["channel_id"] = channel
+    with caplog.at_level(logging.WARNING):
+        r = harness.slack.post(interaction(payload), "application/x-www-form-urlencoded")
+        assert r.status_code in (200, 400), r.text
+        time.sleep(0.5)
+    no_traceback(caplog)
+    with harness.app.coach.db.reading() as session:
+        assert session.exec(select(Nudge.state)).first() == NudgeState.PENDING_APPROVAL
+
+
+def test_a_surrogate_written_as_raw_bytes_is_a_422_naming_the_field(harness):
+    raw = json.dumps([{**scored_call("sg-1", 40), "title": "TITLE"}]).encode().replace(b"TITLE", b"\xed\xbf\xbf tail")
+    r = harness.send_calls(None, raw=raw)
+    assert r.status_code == 422 and r.json()["problems"][0]["field"] == "[0].title", r.text
 
 
 def _value_of(message: dict, action_id: str) -> str:
@@ -305,7 +354,7 @@ def test_an_event_from_another_workspace_changes_nothing(harness):
     assert not harness.standin.views
 
 
-@pytest.mark.parametrize("user", ["U" + "A" * 5000, 'U0"; DROP TABLE reps; --', "u0alex", "", "U0ALEX\n"])
+@pytest.mark.parametrize("user", ["U" + "A" * 5000, "0", "U1", 'U0"; DROP TABLE reps; --', "u0alex", "", "U0ALEX\n"])
 def test_ids_that_cannot_be_slack_ids_are_refused_before_the_database(harness, user):
     assert harness.send_calls(low_calls()).status_code == 202
     approval = harness.approval_message()

@@ -9,7 +9,7 @@ from slack_bolt import App
 from bot.coach import Coach
 from bot.nudges import approval, disputes
 from bot.slack import blocks, ids
-from bot.slack.payloads import OddPayload, metadata, part_at, text_at
+from bot.slack.payloads import OddPayload, id_at, metadata, part_at, text_at, ts_at
 
 # Clicks answered with a modal: views.open needs the click's trigger_id within 3 s, so Bolt handles them before
 # the ack instead of through the Slack inbox.
@@ -25,8 +25,7 @@ def _where(body: dict, coach: Coach | None = None) -> dict:
     """Where the clicked approval message is; from the App Home tab, where it was posted."""
     if text_at(body, "container", "type") == "view" and coach is not None:
         return approval.where_posted(coach, nudge_id=clicked_id(body))
-    return {"channel": text_at(body, "container", "channel_id", max_length=64),
-            "message_ts": text_at(body, "container", "message_ts", max_length=64)}
+    return {"channel": id_at(body, "container", "channel_id"), "message_ts": ts_at(body, "container", "message_ts")}
 
 
 def approve_nudge(ack, body, coach: Coach) -> None:
@@ -42,7 +41,7 @@ def skip_nudge(ack, body, client, coach: Coach) -> None:
     where = _where(body, coach)
     if approval.may_decide(coach, nudge_id=nudge_id, user_id=body["user"]["id"],
                            channel=where["channel"]).outcome == "may_decide":
-        client.views_open(trigger_id=body["trigger_id"],
+        client.views_open(trigger_id=text_at(body, "trigger_id", max_length=255),
                           view=blocks.skip_modal(metadata=json.dumps({"nudge_id": nudge_id, **where})))
 
 
@@ -51,8 +50,7 @@ def skip_submitted(ack, body, view, coach: Coach) -> None:
     where = metadata(view)
     reason = _typed(view, ids.REASON_BLOCK, ids.REASON_INPUT)
     approval.decide(coach, nudge_id=ids.record_id(where.get("nudge_id")), user_id=body["user"]["id"], approve=False,
-                    channel=text_at(where, "channel", max_length=64),
-                    message_ts=text_at(where, "message_ts", max_length=64), reason=reason)
+                    channel=id_at(where, "channel"), message_ts=ts_at(where, "message_ts"), reason=reason)
 
 
 def change_scenario(ack, body, coach: Coach) -> None:
@@ -64,7 +62,7 @@ def change_scenario(ack, body, coach: Coach) -> None:
 
 def dispute_nudge(ack, body, client) -> None:
     ack()
-    client.views_open(trigger_id=body["trigger_id"],
+    client.views_open(trigger_id=text_at(body, "trigger_id", max_length=255),
                       view=blocks.dispute_modal(metadata=json.dumps({"nudge_id": clicked_id(body)})))
 
 

@@ -9,14 +9,14 @@ from slack_bolt import App
 from bot.coach import Coach
 from bot.nudges import home, practice
 from bot.slack import ids, installation
-from bot.slack.payloads import OddPayload, text_at
+from bot.slack.payloads import OddPayload, id_at, text_at
 
 log = logging.getLogger(__name__)
 
 
 def home_opened(event, coach: Coach) -> None:
     if event.get("tab") == "home":
-        home.publish_home(coach, user_id=text_at(event, "user", max_length=64))
+        home.publish_home(coach, user_id=id_at(event, "user"))
 
 
 def start_from_home(ack, body, coach: Coach) -> None:

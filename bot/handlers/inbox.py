@@ -12,10 +12,14 @@ listens to, and clicks that open a modal need Bolt's own answer: they are handle
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import json
 import logging
 import queue
+import re
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from datetime import datetime, timedelta
@@ -24,7 +28,6 @@ from slack_bolt import App, BoltContext, BoltRequest
 from slack_bolt.adapter.socket_mode import SocketModeHandler
 from slack_bolt.adapter.socket_mode.internals import build_headers
 from slack_bolt.request.internals import build_context
-from slack_sdk.signature import SignatureVerifier
 from slack_sdk.socket_mode.builtin import SocketModeClient
 from slack_sdk.socket_mode.request import SocketModeRequest
 from slack_sdk.socket_mode.response import SocketModeResponse
@@ -33,8 +36,9 @@ from starlette.responses import JSONResponse, Response
 
 from bot.coach import work_started
 from bot.handlers import Listened, failures_noted
-from bot.slack.installation import SLACK_ID, InstalledApp
-from bot.slack.payloads import read_body
+from bot.nudges.adapters import unstorable_text
+from bot.slack.installation import InstalledApp
+from bot.slack.payloads import SLACK_ID, read_body
 from bot.slack.sender import DATABASE_DOWN
 from bot.telemetry import REQUEST_ID_HEADER, ContextThreadPool, bound, context
 from storage import inbox
@@ -47,6 +51,8 @@ LEASE = timedelta(seconds=60)  # renewed while a request's work runs; once it la
 GIVE_UP_AFTER = 5  # attempts: a request whose handling kills the worker every time is dropped, and logged
 BATCH = 500  # requests a transaction at most
 KEPT_HEADERS = ("content-type", "x-slack-retry-num", "x-slack-retry-reason")
+MAX_AGE_S = 300  # a signed request older (or newer) than this is a replay: Slack's own 5 minutes
+HALF_A_PAIR = re.compile(r"\\u[dD][89a-fA-F]")  # JSON's escape of a UTF-16 surrogate: all or half of a pair
 # What Bolt (and `lane_for`, reading the ids as Bolt does) raises on a payload not shaped as Slack's are.
 UNREADABLE = (TypeError, ValueError, AttributeError, KeyError, IndexError, RecursionError)
 
@@ -155,7 +161,7 @@ class SlackReceiver:
     def __init__(self, writer: InboxWriter, listened: Listened, signing_secret: str,
                  installed: InstalledApp | None = None):
         self._writer, self._listened, self._installed = writer, listened, installed
-        self._verifier = SignatureVerifier(signing_secret)
+        self._secret = signing_secret.encode()
 
     async def take(self, raw: bytes, headers: Headers) -> Response | None:
         if not self.signed(raw, headers):
@@ -165,6 +171,8 @@ class SlackReceiver:
             if "\x00" in body:
                 raise ValueError("a NUL character: no Slack payload has one, and no database stores it")
             payload = read_body(body, headers.get("content-type"))
+            if HALF_A_PAIR.search(body) and unstorable_text(payload):
+                raise ValueError("half of a UTF-16 surrogate pair: no Slack payload has one, and no database stores it")
             where = build_context(BoltContext(), payload)  # Bolt's own reading of the ids, as BoltRequest does it
         except UNREADABLE:
             return _refused(400, "not a Slack payload: Bolt cannot read it")
@@ -186,20 +194,22 @@ class SlackReceiver:
         return Response(status_code=200)
 
     def signed(self, raw: bytes, headers: Headers) -> bool:
-        """Slack's v0 signature over the body, made in the last 5 minutes (`slack_sdk`'s verifier, given only
-        values it can read: unix seconds and an ASCII signature)."""
+        """Slack's v0 signature, `v0=` and the hex HMAC-SHA256 of `v0:{timestamp}:{raw body}`, made in the last
+        5 minutes. Computed over the raw bytes here (slack_sdk's verifier decodes the body first and fails on one
+        that is not UTF-8), only for a timestamp of unix seconds, and compared in constant time."""
         timestamp, signature = headers.get("x-slack-request-timestamp"), headers.get("x-slack-signature")
         if not (timestamp and signature and len(timestamp) <= 12 and timestamp.isascii() and timestamp.isdigit()
-                and signature.isascii()):
+                and abs(time.time() - int(timestamp)) <= MAX_AGE_S):
             return False
-        return self._verifier.is_valid(raw, timestamp, signature)
+        expected = "v0=" + hmac.new(self._secret, b"v0:" + timestamp.encode() + b":" + raw, hashlib.sha256).hexdigest()
+        return hmac.compare_digest(expected.encode(), signature.encode("utf-8", "surrogatepass"))
 
 
 # The parts of a payload Bolt reads without checking their type (its listener matchers, its readers of ids, its
 # warning about a request nothing listens to), and what Slack sends there; a list holds objects.
 PARTS: dict[str, tuple[type, ...]] = {
     "event": (dict,), "view": (dict,), "actions": (list,), "container": (dict,), "message": (dict,),
-    "channel": (dict,), "user": (dict, str), "team": (dict, str, type(None)), "enterprise": (dict, str, type(None)),
+    "channel": (dict,), "user": (dict,), "team": (dict, str, type(None)), "enterprise": (dict, str, type(None)),
     "authorizations": (list,), "response_urls": (list,), "state": (dict,)}
 
 

@@ -7,7 +7,7 @@ from slack_bolt import App
 from bot.coach import Coach
 from bot.nudges import practice
 from bot.slack import ids
-from bot.slack.payloads import text_at
+from bot.slack.payloads import id_at, text_at, ts_at
 
 # Message subtypes that are not a person typing: our own edits, deletions, joins. Acked, ignored.
 PERSON_SUBTYPES = {None, "file_share", "thread_broadcast"}
@@ -55,8 +55,7 @@ def _session_id(body: dict) -> int:
 
 def _clicked_message(body: dict) -> dict[str, str]:
     """The DM message whose button was clicked."""
-    return {"channel": text_at(body, "container", "channel_id", max_length=64),
-            "message_ts": text_at(body, "container", "message_ts", max_length=64)}
+    return {"channel": id_at(body, "container", "channel_id"), "message_ts": ts_at(body, "container", "message_ts")}
 
 
 def register(app: App) -> None:

@@ -209,7 +209,9 @@ def routes(*, bolt: App, coach: Coach, webhook_secret: str | None, receiver: Sla
         except ValueError:  # Python reads no integer of more than 4,300 digits
             return _error(400, "body is not valid JSON: a number has too many digits")
         try:
-            if b"\\u" in body and (unstorable := unstorable_text(data)):
+            # Only a `\u` escape or raw bytes that Python reads with surrogatepass (0xED: a surrogate's first byte)
+            # make text no database stores.
+            if (b"\\u" in body or b"\xed" in body) and (unstorable := unstorable_text(data)):
                 raise PayloadError(unstorable)
             calls = parse_body(data, gong=coach.config.gong)
         except PayloadError as exc:

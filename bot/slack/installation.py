@@ -8,7 +8,6 @@ Slack arrives again after the reinstall.
 from __future__ import annotations
 
 import logging
-import re
 import threading
 import time
 from dataclasses import dataclass
@@ -23,8 +22,6 @@ from storage.installation import app_removed, record_back, record_removed
 
 log = logging.getLogger(__name__)
 REMOVAL_EVENTS = ("app_uninstalled", "tokens_revoked")
-# What a Slack id looks like (users U/W, channels C/D/G, workspaces T, orgs E, apps A): capitals and digits.
-SLACK_ID = re.compile(r"[A-Z0-9]{1,64}")
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,14 @@ from __future__ import annotations
 
 import binascii
 import json
+import re
 import urllib.parse
 from typing import Any
+
+# What a Slack id looks like: a capital letter for its kind (users U/W, channels C/D/G, workspaces T, orgs E, apps
+# A), then capitals and digits.
+SLACK_ID = re.compile(r"[A-Z][A-Z0-9]{2,63}")
+SLACK_TS = re.compile(r"\d{1,12}\.\d{1,8}")  # a message's `ts`: seconds and a sequence number
 
 
 class OddPayload(ValueError):
@@ -36,6 +42,22 @@ def text_at(body: Any, *path: str | int, max_length: int = 3000) -> str:
     value = part_at(body, *path)
     if not isinstance(value, str) or not value or len(value) > max_length:
         raise OddPayload(f"{'.'.join(map(str, path))} is not what Slack sends")
+    return value
+
+
+def id_at(body: Any, *path: str | int) -> str:
+    """The Slack id at `path` (a channel, a user); OddPayload unless it is shaped as Slack's ids are."""
+    value = text_at(body, *path, max_length=64)
+    if not SLACK_ID.fullmatch(value):
+        raise OddPayload(f"{'.'.join(map(str, path))} is not a Slack id")
+    return value
+
+
+def ts_at(body: Any, *path: str | int) -> str:
+    """The message `ts` at `path`; OddPayload unless it is shaped as Slack's are (`1700000000.000100`)."""
+    value = text_at(body, *path, max_length=24)
+    if not SLACK_TS.fullmatch(value):
+        raise OddPayload(f"{'.'.join(map(str, path))} is not a message ts")
     return value
 
 

@@ -81,6 +81,7 @@ class OutboxSender:
         # --- end rate limits
         self._lock = threading.Lock()
         self._again = threading.Event()
+        self._stopping = threading.Event()
         self._database_down = False
 
     @property
@@ -91,6 +92,12 @@ class OutboxSender:
         """Ask for another pass; a drain already running makes it before returning."""
         self._again.set()
 
+    def stop(self) -> None:
+        """Claim nothing more: a drain running finishes the batch it holds and returns (rows still due wait in the
+        database for the next start; none is lost)."""
+        self._stopping.set()
+        self._again.set()
+
     def drain(self) -> int:
         """Send every due row; returns how many were sent. Concurrent calls collapse into one."""
         self._again.set()
@@ -98,9 +105,9 @@ class OutboxSender:
             return 0  # the running drain sees `_again` and loops once more
         sent = 0
         try:
-            while self._again.is_set():
+            while self._again.is_set() and not self._stopping.is_set():
                 self._again.clear()
-                while batch := self._claim():
+                while not self._stopping.is_set() and (batch := self._claim()):
                     sent += sum(self._deliver(row) for row in batch)
                     self._again.clear()
                 self._linger()
