@@ -180,6 +180,21 @@ def test_a_click_naming_a_channel_that_is_not_a_slack_id_is_refused_before_anyth
         assert session.exec(select(Nudge.state)).first() == NudgeState.PENDING_APPROVAL
 
 
+def test_an_edit_of_a_message_gone_from_slack_is_a_warning_not_an_error(harness, caplog):
+    """A click on a message that is not (or no longer) in Slack: the edit fails for good, nobody is paged."""
+    assert harness.send_calls(low_calls()).status_code == 202
+    approval = harness.approval_message()
+    payload = _click_payload(approval, ids.APPROVE, MANAGER)
+    payload["container"]["message_ts"] = "1700000000.999999"
+    with caplog.at_level(logging.WARNING):
+        assert harness.slack.post(interaction(payload), "application/x-www-form-urlencoded").status_code == 200
+        deadline = time.monotonic() + 5
+        while not any("message_not_found" in r.getMessage() for r in caplog.records):
+            assert time.monotonic() < deadline, "the edit was never tried"
+            time.sleep(0.05)
+    assert not [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+
+
 def test_a_surrogate_written_as_raw_bytes_is_a_422_naming_the_field(harness):
     raw = json.dumps([{**scored_call("sg-1", 40), "title": "TITLE"}]).encode().replace(b"TITLE", b"\xed\xbf\xbf tail")
     r = harness.send_calls(None, raw=raw)

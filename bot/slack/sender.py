@@ -263,7 +263,10 @@ class OutboxSender:
                 record_removed(session, team_id="(bot token)", reason=error, now=self.clock())
             return self._retry(row, self.clock(), error=error, attempt_used=False)
         if error in PERMANENT_ERRORS or row.attempts >= MAX_ATTEMPTS:
-            log.error("outbox %s: %s to %s failed for good: %s", row.id, row.method, row.channel, error)
+            # An edit of a message someone deleted in Slack has nothing left to edit: worth a line, not a page.
+            gone = error == "message_not_found" and row.method in ("chat.update", "chat.delete")
+            log.log(logging.WARNING if gone else logging.ERROR, "outbox %s: %s to %s failed for good: %s", row.id,
+                    row.method, row.channel, error)
             return self._finish(row, error=error)
         return self._retry(row, self.clock() + self._backoff(row), error=error)
 
