@@ -369,6 +369,21 @@ def test_serve_runs_its_worker_apart_restarts_it_after_kill_9_and_it_stops_with_
         serve.stop()
 
 
+def test_sigterm_stops_serve_and_its_worker_with_exit_code_0(database_url, tmp_path, standin):
+    """A process manager's SIGTERM (a deploy, a scale-down): serve stops its worker, then itself, cleanly. uvicorn
+    raises SIGTERM again once shut down; with Python's default handler the web process died there, before it
+    stopped the worker."""
+    serve = ServeProcess(tmp_path, database_url, standin, TEST_CONFIG).start()
+    try:
+        _wait(lambda: serve.worker_pid() is not None, 10, "the worker process")
+        worker = serve.worker_pid()
+        serve.process.send_signal(signal.SIGTERM)
+        assert serve.process.wait(timeout=40) == 0
+        assert not _alive(worker), "the worker outlived serve"
+    finally:
+        serve.stop()
+
+
 # ---------------------------------------------------------------- the database unreachable for 30 seconds
 
 class SqliteLockOutage:
