@@ -178,10 +178,12 @@ class SlackReceiver:
             return _refused(400, "not a Slack payload: Bolt cannot read it")
         if problem := odd_shape(payload, where):
             return _refused(400, problem)
-        installed = self._installed and (self._installed.known or await asyncio.to_thread(self._installed.get))
-        if installed and (refusal := installed.refusal(team_id=where.team_id, enterprise_id=where.enterprise_id,
-                                                       app_id=payload.get("api_app_id"))):
-            return _refused(403, refusal)
+        if self._installed is not None:
+            # Known after the first request: asking Slack (`auth.test`) happens once, off the event loop.
+            installed = self._installed.known or await asyncio.to_thread(self._installed.get)
+            if installed and (refusal := installed.refusal(team_id=where.team_id, enterprise_id=where.enterprise_id,
+                                                           app_id=payload.get("api_app_id"))):
+                return _refused(403, refusal)
         lane = lane_for(payload, self._listened, where)
         if lane is None:
             return None
