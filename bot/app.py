@@ -205,6 +205,7 @@ class Rehearse:
             uvicorn.Server(server_config(self.web, host=host, port=self.settings.port, log_level=level,
                                          log_config=None)).run()
         finally:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM while stopping ends the process
             self.stop()
 
     def work(self) -> None:
@@ -279,8 +280,11 @@ def create_app(
     stored.use(slack_request_ids)
     inbox = InboxWriter(db.inbox, clock=clock)
     over_http = settings.slack_signing_secret and not settings.socket_mode  # `serve` checks HTTP mode has a secret
-    receiver = SlackReceiver(inbox, listened, settings.slack_signing_secret,
-                             installed=InstalledApp(client)) if over_http else None
+    receiver = None
+    if over_http:
+        installed = InstalledApp(client)
+        installed.get()  # asks Slack now, in the background: the first requests find the answer
+        receiver = SlackReceiver(inbox, listened, settings.slack_signing_secret, installed=installed)
     web = Starlette(routes=routes(bolt=bolt, coach=coach, webhook_secret=settings.webhook_secret,
                                   receiver=receiver, metrics_token=settings.metrics_token),
                     lifespan=partial(_http_threads, settings.http_threads),

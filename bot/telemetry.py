@@ -249,7 +249,7 @@ class Redaction(logging.Filter):
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
         if record.exc_text:
-            record.exc_text = redact(record.exc_text)
+            record.exc_text = showable(redact(record.exc_text), lines=True)
         if record.stack_info:
             record.stack_info = redact(record.stack_info)
         return True

@@ -321,18 +321,19 @@ def _set(doc: Any, path: tuple, value: Any) -> Any:
     return doc
 
 
-@pytest.mark.parametrize(("template", "path"), [
-    pytest.param(t, p, id=f"{name}:{field_path(p)}")
-    for name, t in (("generic", CALL), ("gong", GONG_CALL), ("scorecards", GONG_CARDS))
-    for p in _numeric_places(t)])
-@pytest.mark.parametrize("huge", [10**400, -(10**30), 10**30], ids=["1e400", "-1e30", "1e30"])
-def test_webhook_huge_integers_in_every_numeric_field_are_refused_by_name(webhook, template, path, huge):
-    raw = json.dumps(_set(template, path, huge)).encode()
-    r = post_calls(webhook, raw, signed(raw))
-    if r.status_code == 202:  # a number no rule reads (a Gong id becomes text, a score an in-range count)
-        return
-    assert r.status_code == 422, r.text
-    assert field_path(path) in {p["field"] for p in r.json()["problems"]}, (field_path(path), r.json())
+@pytest.mark.parametrize("template", [CALL, GONG_CALL, GONG_CARDS], ids=["generic", "gong", "scorecards"])
+def test_webhook_huge_integers_in_every_numeric_field_are_refused_by_name(webhook, template):
+    refused = 0
+    for path in _numeric_places(template):
+        for huge in (10**400, -(10**30), 10**30):
+            raw = json.dumps(_set(template, path, huge)).encode()
+            r = post_calls(webhook, raw, signed(raw))
+            if r.status_code == 202:  # a number no rule reads as one (a Gong id becomes text)
+                continue
+            assert r.status_code == 422, (field_path(path), r.text)
+            assert field_path(path) in {p["field"] for p in r.json()["problems"]}, (field_path(path), r.json())
+            refused += 1
+    assert refused, "no field was refused: the test checked nothing"
 
 
 # Slack's markup (mrkdwn): pings, mentions, channel links, links, formatting, entities, the characters that end a
@@ -650,11 +651,11 @@ def test_slack_requests_with_timestamps_or_signatures_slack_never_sends_are_401(
             headers["X-Slack-Request-Timestamp"] = timestamp
         if which != "timestamp":
             headers["X-Slack-Signature"] = signature
-        before = snapshot(h)
+        before = settled(h, ())  # what the fixture's calls started (the approval message) has landed
         r = h.http.post(h.slack.url, content=body.encode(), headers={k: v.encode() for k, v in headers.items()})
         assert r.status_code == 401, (r.status_code, r.text, headers)
         assert_no_leak(r.text)
-        assert snapshot(h) == before
+        assert settled(h, ()) == before
 
     run()
 

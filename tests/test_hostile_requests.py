@@ -39,19 +39,17 @@ def raw_post(h: Harness, body: bytes, headers: dict[str, str]) -> httpx.Response
 
 # --- 1. an unauthenticated request never reaches a 500 ---------------------------------------------------------------
 
-@pytest.mark.parametrize("timestamp", ["abc", "1.5", "", "1 2", "-", "1e3", "-1", "９９", "0x10", "1" * 500])
-@pytest.mark.parametrize("body", [
-    "command=%2Fdrill",
-    json.dumps({"type": "url_verification", "challenge": "x", "token": "t"}),
-    json.dumps({"type": "event_callback", "event": {"type": "message"}}),
-    "payload=" + urllib.parse.quote(json.dumps({"type": "view_submission", "view": {"callback_id": "x"}})),
-])
-def test_a_request_with_a_timestamp_that_is_not_unix_seconds_is_401(harness, caplog, timestamp, body):
-    content_type = "application/json" if body.startswith("{") else "application/x-www-form-urlencoded"
+def test_a_request_with_a_timestamp_that_is_not_unix_seconds_is_401(harness, caplog):
+    bodies = ["command=%2Fdrill", json.dumps({"type": "url_verification", "challenge": "x", "token": "t"}),
+              json.dumps({"type": "event_callback", "event": {"type": "message"}}),
+              "payload=" + urllib.parse.quote(json.dumps({"type": "view_submission", "view": {"callback_id": "x"}}))]
     with caplog.at_level(logging.WARNING):
-        r = raw_post(harness, body.encode(), {"Content-Type": content_type, "X-Slack-Request-Timestamp": timestamp,
-                                               "X-Slack-Signature": "v0=00"})
-    assert r.status_code == 401, r.text
+        for timestamp in ["abc", "1.5", "", "1 2", "-", "1e3", "-1", "９９", "0x10", "1" * 500]:
+            for body in bodies:
+                content_type = "application/json" if body.startswith("{") else "application/x-www-form-urlencoded"
+                r = raw_post(harness, body.encode(), {"Content-Type": content_type, "X-Slack-Signature": "v0=00",
+                                                       "X-Slack-Request-Timestamp": timestamp})
+                assert r.status_code == 401, (timestamp, body, r.text)
     no_traceback(caplog)
 
 
@@ -87,6 +85,23 @@ def _sign(raw: bytes, timestamp: str) -> str:
     return "v0=" + hmac.new(SIGNING_SECRET.encode(), f"v0:{timestamp}:".encode() + raw, hashlib.sha256).hexdigest()
 
 
+def test_slacks_unsigned_certificate_check_is_answered_200(harness):
+    r = raw_post(harness, b"ssl_check=1&token=legacy", {"Content-Type": "application/x-www-form-urlencoded"})
+    assert r.status_code == 200, r.text
+
+
+def test_half_a_surrogate_pair_in_a_clicks_json_is_refused_before_the_database(harness, caplog):
+    payload = {"type": "view_submission", "team": {"id": TEAM_ID}, "user": {"id": MANAGER, "team_id": TEAM_ID},
+               "api_app_id": "A0REHEARSE", "trigger_id": "1.1.abc",
+               "view": {"id": "V0X", "type": "modal", "callback_id": ids.SKIP_REASON_VIEW, "private_metadata": "{}",
+                        "state": {"values": {ids.REASON_BLOCK: {ids.REASON_INPUT: {"value": "\ud800 cheap"}}}}}}
+    body = "payload=" + urllib.parse.quote(json.dumps(payload))  # JSON writes the half pair as \ud800
+    with caplog.at_level(logging.WARNING):
+        r = harness.slack.post(body, "application/x-www-form-urlencoded")
+    assert r.status_code == 400 and "surrogate" in r.json()["error"], r.text
+    no_traceback(caplog)
+
+
 # --- 3. signed shapes Slack never sends: a 4xx or Slack's 200, and the connection stays usable ------------------------
 
 ODD_SHAPES = [
@@ -115,18 +130,17 @@ ODD_SHAPES = [
 ]
 
 
-@pytest.mark.parametrize(("content_type", "body"), ODD_SHAPES)
-def test_a_signed_shape_slack_never_sends_is_answered_below_500_on_a_connection_that_stays_open(
-        harness, caplog, content_type, body):
+def test_a_signed_shape_slack_never_sends_is_answered_below_500_on_a_connection_that_stays_open(harness, caplog):
     with caplog.at_level(logging.WARNING):
-        r = harness.slack.post(body, content_type)
-        assert r.status_code < 500, (r.status_code, r.text)
-        assert not LEAK.search(r.text), r.text
-        # The same keep-alive connection answers the next request.
-        again = harness.slack.post(json.dumps({"type": "url_verification", "challenge": "next", "token": "t"}),
-                                   "application/json")
-        assert again.status_code == 200 and again.json() == {"challenge": "next"}
-    time.sleep(0.3)  # what was stored is handled after the ack
+        for content_type, body in ODD_SHAPES:
+            r = harness.slack.post(body, content_type)
+            assert r.status_code < 500, (body, r.status_code, r.text)
+            assert not LEAK.search(r.text), r.text
+            # The same keep-alive connection answers the next request.
+            again = harness.slack.post(json.dumps({"type": "url_verification", "challenge": "next", "token": "t"}),
+                                       "application/json")
+            assert again.status_code == 200 and again.json() == {"challenge": "next"}
+        time.sleep(0.3)  # what was stored is handled after the ack
     no_traceback(caplog)
 
 
@@ -211,9 +225,18 @@ def _value_of(message: dict, action_id: str) -> str:
 HOSTILE_URL = "https://ci.example.com/calls/9|recording> <!channel> <@U07MGR0EAST> <https://evil.example/login"
 
 
-def test_a_recording_url_with_slack_markup_is_refused_by_name(harness):
-    r = harness.send_calls({**scored_call("u-0", 40), "recording_url": HOSTILE_URL})
-    assert r.status_code == 422 and r.json()["problems"][0]["field"] == "recording_url", r.text
+def test_a_recording_url_with_slack_markup_is_kept_percent_encoded_and_links_only_to_itself(harness):
+    calls = low_calls()
+    for call in calls:
+        call["recording_url"] = HOSTILE_URL
+    assert harness.send_calls(calls).status_code == 202
+    with harness.app.coach.db.reading() as session:
+        assert {c.recording_url for c in session.exec(select(Call)).all()} == {
+            "https://ci.example.com/calls/9%7Crecording%3E%20%3C!channel%3E%20%3C@U07MGR0EAST%3E%20"
+            "%3Chttps://evil.example/login"}
+    shown = json.dumps(harness.approval_message())
+    assert "<!channel>" not in shown and "<@U07MGR0EAST>" not in shown and "<https://evil" not in shown
+    assert all(link.startswith("https://ci.example.com/calls/9%7C") for link in _links(shown)) and _links(shown)
 
 
 def test_a_stored_recording_url_cannot_ping_mention_or_link_in_the_approvals_channel(harness):
@@ -240,7 +263,7 @@ def _links(text: str) -> list[str]:
 
 
 @pytest.mark.parametrize("url", ["javascript:alert(1)", "ftp://files.example.com/9", "slack://open", "notaurl",
-                                 "https://exa mple.com/x", "https://ci.example.com/<x>"])
+                                 "https://exa mple.com/x", "https:///x", "https://:80/x", "https://[::1/x", " "])
 def test_a_recording_url_that_is_not_a_web_address_is_refused_by_name(harness, url):
     r = harness.send_calls({**scored_call("u-1", 40), "recording_url": url})
     assert r.status_code == 422, r.text
@@ -274,6 +297,8 @@ def test_a_gong_number_beyond_any_float_is_a_422_naming_it(harness, where, field
     ({"started_at": 0}, "started_at"),
     ({"started_at": 1e11}, "started_at"),
     ({"started_at": True}, "started_at"),
+    ({"started_at": "1700000000"}, "started_at"),
+    ({"started_at": "1700000000000.5"}, "started_at"),
     ({"duration_s": True}, "duration_s"),
     ({"scores": [{"criterion": "objection_handling", "score": False, "max": 100}]}, "scores[0].score"),
     ({"scores": [{"criterion": "objection_handling", "score": 1, "max": True}]}, "scores[0].max"),

@@ -50,7 +50,7 @@ def skip_submitted(ack, body, view, coach: Coach) -> None:
     where = metadata(view)
     reason = _typed(view, ids.REASON_BLOCK, ids.REASON_INPUT)
     approval.decide(coach, nudge_id=ids.record_id(where.get("nudge_id")), user_id=body["user"]["id"], approve=False,
-                    channel=id_at(where, "channel"), message_ts=ts_at(where, "message_ts"), reason=reason)
+                    **_posted_at(where), reason=reason)
 
 
 def change_scenario(ack, body, coach: Coach) -> None:
@@ -71,6 +71,14 @@ def dispute_submitted(ack, body, view, coach: Coach) -> None:
     comment = _typed(view, ids.COMMENT_BLOCK, ids.COMMENT_INPUT) or ""
     disputes.open_dispute(coach, nudge_id=ids.record_id(metadata(view).get("nudge_id")),
                           user_id=body["user"]["id"], comment=comment)
+
+
+def _posted_at(where: dict) -> dict:
+    """The approval message the Skip modal's metadata names; empty when it was never posted (a Skip from the App
+    Home tab for a nudge whose message failed: the decision still counts, there is just no message to edit)."""
+    if where.get("channel") == "" and where.get("message_ts") == "":
+        return {"channel": "", "message_ts": ""}
+    return {"channel": id_at(where, "channel"), "message_ts": ts_at(where, "message_ts")}
 
 
 def _typed(view: dict, block: str, action: str) -> str | None:

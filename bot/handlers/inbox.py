@@ -38,7 +38,7 @@ from bot.coach import work_started
 from bot.handlers import Listened, failures_noted
 from bot.nudges.adapters import unstorable_text
 from bot.slack.installation import InstalledApp
-from bot.slack.payloads import SLACK_ID, read_body
+from bot.slack.payloads import SLACK_ID, read_body, unquote_plus
 from bot.slack.sender import DATABASE_DOWN
 from bot.telemetry import REQUEST_ID_HEADER, ContextThreadPool, bound, context
 from storage import inbox
@@ -64,7 +64,8 @@ def lane_for(payload: dict, listened: Listened, where: BoltContext | None = None
     of their own per person: opening the Home tab does not wait behind a buyer's reply being written in the DM.
     Raises as Bolt does (TypeError, KeyError, ...) on a payload whose ids it cannot read: the caller answers 400.
     """
-    where = where or build_context(BoltContext(), payload)  # Bolt's own reading of the ids, as BoltRequest does it
+    if where is None:
+        where = build_context(BoltContext(), payload)  # Bolt's own reading of the ids, as BoltRequest does it
     if payload.get("type") == "event_callback":
         event = payload.get("event")
         kind = event.get("type") if isinstance(event, dict) else None
@@ -164,26 +165,27 @@ class SlackReceiver:
         self._secret = signing_secret.encode()
 
     async def take(self, raw: bytes, headers: Headers) -> Response | None:
+        if raw.startswith(b"ssl_check=1") or b"&ssl_check=1" in raw:
+            return None  # Slack's certificate check, unsigned: Bolt answers it 200 before any check, as it should
         if not self.signed(raw, headers):
             return JSONResponse({"error": "invalid request"}, status_code=401)
         try:
             body = raw.decode("utf-8")
-            if "\x00" in body:
-                raise ValueError("a NUL character: no Slack payload has one, and no database stores it")
             payload = read_body(body, headers.get("content-type"))
-            if HALF_A_PAIR.search(body) and unstorable_text(payload):
-                raise ValueError("half of a UTF-16 surrogate pair: no Slack payload has one, and no database stores it")
             where = build_context(BoltContext(), payload)  # Bolt's own reading of the ids, as BoltRequest does it
         except UNREADABLE:
             return _refused(400, "not a Slack payload: Bolt cannot read it")
+        # A click's JSON arrives percent-encoded: its `\ud800` is looked for once decoded.
+        if "\x00" in body or (HALF_A_PAIR.search(unquote_plus(body) if "%" in body else body)
+                               and unstorable_text(payload)):
+            return _refused(400, "not a Slack payload: it holds a NUL character or half of a UTF-16 surrogate pair, "
+                                 "which no database stores")
         if problem := odd_shape(payload, where):
             return _refused(400, problem)
-        if self._installed is not None:
-            # Known after the first request: asking Slack (`auth.test`) happens once, off the event loop.
-            installed = self._installed.known or await asyncio.to_thread(self._installed.get)
-            if installed and (refusal := installed.refusal(team_id=where.team_id, enterprise_id=where.enterprise_id,
-                                                           app_id=payload.get("api_app_id"))):
-                return _refused(403, refusal)
+        installed = self._installed.get() if self._installed is not None else None
+        if installed and (refusal := installed.refusal(team_id=where.team_id, enterprise_id=where.enterprise_id,
+                                                       app_id=payload.get("api_app_id"))):
+            return _refused(403, refusal)
         lane = lane_for(payload, self._listened, where)
         if lane is None:
             return None

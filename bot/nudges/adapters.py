@@ -15,6 +15,8 @@ import gc
 import io
 import logging
 import math
+import re
+import urllib.parse
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -52,25 +54,35 @@ def _not_a_boolean(value: Any) -> Any:
     return value
 
 
+_A_NUMBER = re.compile(r"\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*")
+
+
 def _a_time(value: Any) -> Any:
-    """A time is ISO 8601 text: a number could be seconds or milliseconds since 1970, and is refused."""
-    if not isinstance(value, str | datetime):
+    """A time is ISO 8601 text: a number (or text holding one) could be seconds or milliseconds since 1970, and is
+    refused."""
+    if not isinstance(value, str | datetime) or (isinstance(value, str) and _A_NUMBER.fullmatch(value)):
         raise ValueError("must be an ISO 8601 time with a time zone, e.g. 2026-11-20T15:04:05Z")
     return value
 
 
-# RFC 3986's characters: a recording URL with spaces, quotes, < > | or control characters is not an address.
-_URL_CHARACTERS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~:/?#[]@!$&'()*+,;=%")
+# RFC 3986's characters; anything else in a recording URL (spaces, quotes, < > |, letters outside ASCII) is
+# percent-encoded, as a browser does, so the address can be linked as it is.
+_URL_SAFE = "-._~:/?#[]@!$&'()*+,;=%"
+_HOST = re.compile(r"[a-z0-9.-]+|\[[0-9a-f:.]+\]")
 
 
 def _web_address(value: str | None) -> str | None:
     if value is None:
         return None
-    scheme, _, rest = value.partition("://")
-    if scheme.lower() not in ("http", "https") or not rest.strip("/") or not set(value) <= _URL_CHARACTERS:
-        raise ValueError("must be an http(s) address such as https://ci.example.com/calls/1042 (RFC 3986 characters "
-                         "only: percent-encode spaces, quotes, < > and |)")
-    return value
+    address = urllib.parse.quote(value.strip(), safe=_URL_SAFE)
+    try:
+        parts = urllib.parse.urlsplit(address)
+        host = parts.hostname or ""
+    except ValueError:  # an unclosed IPv6 bracket, a port that is not a number
+        parts, host = None, ""
+    if parts is None or parts.scheme.lower() not in ("http", "https") or not _HOST.fullmatch(host):
+        raise ValueError("must be an http(s) address with a host, such as https://ci.example.com/calls/1042")
+    return address
 
 
 def _none_is_empty(empty: type) -> Any:

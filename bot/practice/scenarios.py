@@ -165,6 +165,8 @@ class Scenario(_Model):
     def _kebab_id(cls, value: str) -> str:
         if not _KEBAB.match(value):
             raise ValueError(f"'{value}' must be kebab-case, like price-objection")
+        if len(value) > 64:  # it is stored with each nudge, and carried by each Start button
+            raise ValueError(f"'{value[:20]}…' is {len(value)} characters; 64 at most")
         return value
 
     @field_validator("skill")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import urllib.parse
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -10,6 +11,7 @@ from datetime import datetime
 from bot.slack import ids
 
 SECTION_LIMIT = 3000
+_HOST = re.compile(r"[a-z0-9.-]+|\[[0-9a-f:.]+\]")  # as the webhook takes them (bot/nudges/adapters.py)
 BUTTON_TEXT_LIMIT = 75
 
 
@@ -32,7 +34,7 @@ def web_address(url: str) -> bool:
     """An http(s) URL with a host: the only kind of address Rehearse links to."""
     try:
         parts = urllib.parse.urlsplit(url) if url.isascii() and url.isprintable() else None
-        return parts is not None and parts.scheme in ("http", "https") and bool(parts.hostname)
+        return parts is not None and parts.scheme in ("http", "https") and bool(_HOST.fullmatch(parts.hostname or ""))
     except ValueError:  # an unclosed IPv6 bracket, a port that is not a number
         return False
 

@@ -48,8 +48,9 @@ class Installed:
 
 
 class InstalledApp:
-    """`Installed`, asked of Slack once; while Slack does not answer, asked again at most every `retry_s` (until
-    then requests are checked for their signature and the shape of their ids only)."""
+    """`Installed`, asked of Slack (`auth.test`) in a thread of its own, never on a request's path: until Slack has
+    answered, requests are checked for their signature and the shape of their ids only. While Slack does not
+    answer, it is asked again at most every `retry_s`."""
 
     def __init__(self, client: WebClient, retry_s: float = 30.0):
         self._client, self._retry_s = client, retry_s
@@ -57,25 +58,24 @@ class InstalledApp:
         self._known: Installed | None = None
         self._next_try = 0.0
 
-    @property
-    def known(self) -> Installed | None:
-        """What Slack answered, without asking (None until it has)."""
+    def get(self) -> Installed | None:
+        """What Slack answered, or None (and, when it is time, a question to Slack in the background)."""
+        if self._known is None and time.monotonic() >= self._next_try:
+            with self._lock:
+                if time.monotonic() >= self._next_try:
+                    self._next_try = time.monotonic() + self._retry_s
+                    threading.Thread(target=self._ask, daemon=True, name="auth-test").start()
         return self._known
 
-    def get(self) -> Installed | None:
-        with self._lock:
-            if self._known is not None or time.monotonic() < self._next_try:
-                return self._known
-            self._next_try = time.monotonic() + self._retry_s
-            try:
-                answer = self._client.auth_test()
-            except (SlackApiError, SlackClientError, OSError) as exc:
-                error = exc.response.get("error") if isinstance(exc, SlackApiError) else exc
-                log.warning("auth.test did not answer (%s): the workspace of Slack requests is checked later", error)
-                return None
-            self._known = Installed(team_id=answer.get("team_id"), enterprise_id=answer.get("enterprise_id"),
-                                    app_id=answer.get("app_id"), org_wide=bool(answer.get("is_enterprise_install")))
-            return self._known
+    def _ask(self) -> None:
+        try:
+            answer = self._client.auth_test()
+        except (SlackApiError, SlackClientError, OSError) as exc:
+            error = exc.response.get("error") if isinstance(exc, SlackApiError) else exc
+            log.warning("auth.test did not answer (%s): the workspace of Slack requests is checked later", error)
+            return
+        self._known = Installed(team_id=answer.get("team_id"), enterprise_id=answer.get("enterprise_id"),
+                                app_id=answer.get("app_id"), org_wide=bool(answer.get("is_enterprise_install")))
 
 
 def removes_the_bot(event: dict) -> bool:
