@@ -194,6 +194,27 @@ def test_a_click_naming_a_channel_that_is_not_a_slack_id_is_refused_before_anyth
         assert session.exec(select(Nudge.state)).first() == NudgeState.PENDING_APPROVAL
 
 
+def test_a_skip_from_the_home_tab_for_a_nudge_whose_message_was_never_posted_still_counts(harness):
+    """The Skip modal opened from App Home carries an empty channel and ts when the approval message never went out
+    (it failed for good): the decision is recorded all the same."""
+    assert harness.send_calls(low_calls()).status_code == 202
+    harness.approval_message()
+    with harness.app.coach.db.reading() as session:
+        nudge_id = session.exec(select(Nudge.id)).first()
+    payload = {"type": "view_submission", "team": {"id": TEAM_ID}, "user": {"id": MANAGER, "team_id": TEAM_ID},
+               "api_app_id": "A0REHEARSE", "trigger_id": "1.1.abc",
+               "view": {"id": "V0X", "type": "modal", "callback_id": ids.SKIP_REASON_VIEW, "state": {"values": {}},
+                        "private_metadata": json.dumps({"nudge_id": nudge_id, "channel": "", "message_ts": ""})}}
+    assert harness.slack.post(interaction(payload), "application/x-www-form-urlencoded").status_code == 200
+    deadline = time.monotonic() + 5
+    while True:
+        with harness.app.coach.db.reading() as session:
+            if session.exec(select(Nudge.state)).first() == NudgeState.SKIPPED:
+                break
+        assert time.monotonic() < deadline, "the skip was not recorded"
+        time.sleep(0.05)
+
+
 def test_an_edit_of_a_message_gone_from_slack_is_a_warning_not_an_error(harness, caplog):
     """A click on a message that is not (or no longer) in Slack: the edit fails for good, nobody is paged."""
     assert harness.send_calls(low_calls()).status_code == 202
