@@ -85,9 +85,15 @@ def _sign(raw: bytes, timestamp: str) -> str:
     return "v0=" + hmac.new(SIGNING_SECRET.encode(), f"v0:{timestamp}:".encode() + raw, hashlib.sha256).hexdigest()
 
 
-def test_slacks_unsigned_certificate_check_is_answered_200(harness):
+def test_slacks_unsigned_certificate_check_is_answered_200_and_opens_no_other_door(harness, caplog):
     r = raw_post(harness, b"ssl_check=1&token=legacy", {"Content-Type": "application/x-www-form-urlencoded"})
     assert r.status_code == 200, r.text
+    click = "payload=" + urllib.parse.quote(json.dumps({"type": "block_actions", "actions": []})) + "&ssl_check=1"
+    with caplog.at_level(logging.WARNING):
+        r = raw_post(harness, click.encode(), {"Content-Type": "application/x-www-form-urlencoded",
+                                               "X-Slack-Request-Timestamp": "abc", "X-Slack-Signature": "v0=00"})
+    assert r.status_code == 401, r.text
+    no_traceback(caplog)
 
 
 def test_half_a_surrogate_pair_in_a_clicks_json_is_refused_before_the_database(harness, caplog):
