@@ -96,6 +96,19 @@ def test_slacks_unsigned_certificate_check_is_answered_200_and_opens_no_other_do
     no_traceback(caplog)
 
 
+@pytest.mark.parametrize("text", ["\x00", "a\x00b"])
+def test_a_nul_in_a_command_or_a_clicks_json_is_refused_before_the_database(harness, text):
+    """PostgreSQL stores no NUL character: a command's text or a typed skip reason holding one never gets there."""
+    r = harness.slack.command(ids.DRILL_COMMAND, user=REP, text=text)
+    assert r.status_code == 400 and "NUL" in r.json()["error"], r.text
+    payload = {"type": "view_submission", "team": {"id": TEAM_ID}, "user": {"id": MANAGER, "team_id": TEAM_ID},
+               "api_app_id": "A0REHEARSE", "trigger_id": "1.1.abc",
+               "view": {"id": "V0X", "type": "modal", "callback_id": ids.SKIP_REASON_VIEW, "private_metadata": "{}",
+                        "state": {"values": {ids.REASON_BLOCK: {ids.REASON_INPUT: {"value": text}}}}}}
+    r = harness.slack.post(interaction(payload), "application/x-www-form-urlencoded")
+    assert r.status_code == 400 and "NUL" in r.json()["error"], r.text
+
+
 def test_half_a_surrogate_pair_in_a_clicks_json_is_refused_before_the_database(harness, caplog):
     payload = {"type": "view_submission", "team": {"id": TEAM_ID}, "user": {"id": MANAGER, "team_id": TEAM_ID},
                "api_app_id": "A0REHEARSE", "trigger_id": "1.1.abc",

@@ -52,7 +52,8 @@ GIVE_UP_AFTER = 5  # attempts: a request whose handling kills the worker every t
 BATCH = 500  # requests a transaction at most
 KEPT_HEADERS = ("content-type", "x-slack-retry-num", "x-slack-retry-reason")
 MAX_AGE_S = 300  # a signed request older (or newer) than this is a replay: Slack's own 5 minutes
-HALF_A_PAIR = re.compile(r"\\u[dD][89a-fA-F]")  # JSON's escape of a UTF-16 surrogate: all or half of a pair
+# JSON's escapes of NUL and of a UTF-16 surrogate (all or half of a pair): where text no database stores may hide.
+UNSTORABLE_ESCAPE = re.compile(r"\\u(0000|[dD][89a-fA-F])")
 # What Bolt (and `lane_for`, reading the ids as Bolt does) raises on a payload not shaped as Slack's are.
 UNREADABLE = (TypeError, ValueError, AttributeError, KeyError, IndexError, RecursionError)
 
@@ -175,9 +176,9 @@ class SlackReceiver:
             where = build_context(BoltContext(), payload)  # Bolt's own reading of the ids, as BoltRequest does it
         except UNREADABLE:
             return _refused(400, "not a Slack payload: Bolt cannot read it")
-        # A click's JSON arrives percent-encoded: its `\ud800` is looked for once decoded.
-        if "\x00" in body or (HALF_A_PAIR.search(unquote_plus(body) if "%" in body else body)
-                               and unstorable_text(payload)):
+        # A click's JSON and a command's text arrive percent-encoded: NUL and `\ud800` are looked for once decoded.
+        decoded = unquote_plus(body) if "%" in body else body
+        if "\x00" in decoded or (UNSTORABLE_ESCAPE.search(decoded) and unstorable_text(payload)):
             return _refused(400, "not a Slack payload: it holds a NUL character or half of a UTF-16 surrogate pair, "
                                  "which no database stores")
         if problem := odd_shape(payload, where):
