@@ -368,7 +368,7 @@ def foreign_markup(h: Harness) -> list[str]:
     return [token for text in texts for token in re.findall(r"<[^<>]*>?", OUR_MARKUP.sub("", text))]
 
 
-@pytest.mark.parametrize("examples", profiles(60, quick=12))
+@pytest.mark.parametrize("examples", profiles(30, quick=12))
 def test_slack_markup_in_any_call_text_is_shown_literally(harness, examples):
     """Titles, call types and evidence quotes full of markup: the approval message (and each update of it as the
     evidence grows) pings, mentions and links nobody."""
@@ -640,7 +640,7 @@ def slack_body(kind: str, doc: Any) -> tuple[str, str]:
     return interaction(doc), "application/x-www-form-urlencoded"
 
 
-@pytest.mark.parametrize("examples", profiles(300))
+@pytest.mark.parametrize("examples", profiles(150))
 def test_slack_requests_with_timestamps_or_signatures_slack_never_sends_are_401(slack, examples):
     h, approval = slack
 
@@ -663,7 +663,7 @@ def test_slack_requests_with_timestamps_or_signatures_slack_never_sends_are_401(
     run()
 
 
-@pytest.mark.parametrize("examples", profiles(400))
+@pytest.mark.parametrize("examples", profiles(200))
 def test_signed_requests_with_null_or_wrong_typed_parts_are_answered_plainly_without_a_failure(slack, caplog,
                                                                                                 examples):
     """Any part of an envelope (the event, the actions, the view, the user, the team...) null, false, a string, a
@@ -842,7 +842,7 @@ def cli_env(tmp_path, database_url, standin, monkeypatch) -> Path:
     return tmp_path
 
 
-@pytest.mark.parametrize("examples", profiles(40, quick=8))
+@pytest.mark.parametrize("examples", profiles(20, quick=8))
 def test_text_from_outside_never_reaches_the_terminal_as_control_characters(cli_env, examples):
     """Rep references, titles, call types and quotes with escape sequences, through `rehearse ingest`, its
     `--unmatched` list and `rehearse audit`: shown as escapes, never sent to the terminal as they are."""
