@@ -16,28 +16,23 @@ from bot.slack.payloads import OddPayload, id_at, metadata, part_at, text_at, ts
 OPEN_A_MODAL = frozenset({ids.SKIP, ids.DISPUTE})
 
 
-def clicked_id(body: dict) -> int:
-    """The id a clicked button carries (a nudge's, a dispute's)."""
-    return ids.record_id(text_at(body, "actions", 0, "value"))
-
-
 def _where(body: dict, coach: Coach | None = None) -> dict:
     """Where the clicked approval message is; from the App Home tab, where it was posted."""
     if text_at(body, "container", "type") == "view" and coach is not None:
-        return approval.where_posted(coach, nudge_id=clicked_id(body))
+        return approval.where_posted(coach, nudge_id=ids.clicked_id(body))
     return {"channel": id_at(body, "container", "channel_id"), "message_ts": ts_at(body, "container", "message_ts")}
 
 
 def approve_nudge(ack, body, coach: Coach) -> None:
     ack()
-    approval.decide(coach, nudge_id=clicked_id(body), user_id=body["user"]["id"], approve=True,
+    approval.decide(coach, nudge_id=ids.clicked_id(body), user_id=body["user"]["id"], approve=True,
                     **_where(body, coach))
 
 
 def skip_nudge(ack, body, client, coach: Coach) -> None:
     """Skip asks for an optional reason first; the modal must open within 3 s, so it is not an outbox row."""
     ack()
-    nudge_id = clicked_id(body)
+    nudge_id = ids.clicked_id(body)
     where = _where(body, coach)
     if approval.may_decide(coach, nudge_id=nudge_id, user_id=body["user"]["id"],
                            channel=where["channel"]).outcome == "may_decide":
@@ -63,7 +58,7 @@ def change_scenario(ack, body, coach: Coach) -> None:
 def dispute_nudge(ack, body, client) -> None:
     ack()
     client.views_open(trigger_id=text_at(body, "trigger_id", max_length=255),
-                      view=blocks.dispute_modal(metadata=json.dumps({"nudge_id": clicked_id(body)})))
+                      view=blocks.dispute_modal(metadata=json.dumps({"nudge_id": ids.clicked_id(body)})))
 
 
 def dispute_submitted(ack, body, view, coach: Coach) -> None:
@@ -91,13 +86,13 @@ def _typed(view: dict, block: str, action: str) -> str | None:
 
 def keep_nudge(ack, body, coach: Coach) -> None:
     ack()
-    disputes.settle_dispute(coach, dispute_id=clicked_id(body), user_id=body["user"]["id"],
+    disputes.settle_dispute(coach, dispute_id=ids.clicked_id(body), user_id=body["user"]["id"],
                             keep=True, **_where(body))
 
 
 def withdraw_nudge(ack, body, coach: Coach) -> None:
     ack()
-    disputes.settle_dispute(coach, dispute_id=clicked_id(body), user_id=body["user"]["id"],
+    disputes.settle_dispute(coach, dispute_id=ids.clicked_id(body), user_id=body["user"]["id"],
                             keep=False, **_where(body))
 
 

@@ -22,7 +22,7 @@ def home_opened(event, coach: Coach) -> None:
 def start_from_home(ack, body, coach: Coach) -> None:
     ack()
     practice.start_nudge_from_home(coach, user_id=body["user"]["id"],
-                                   nudge_id=ids.record_id(text_at(body, "actions", 0, "value")))
+                                   nudge_id=ids.clicked_id(body))
 
 
 def turn_page(ack, body, coach: Coach) -> None:

@@ -40,17 +40,14 @@ def on_message(body, event, coach: Coach) -> None:
 
 def retake(ack, body, coach: Coach) -> None:
     ack()
-    practice.retake(coach, user_id=body["user"]["id"], session_id=_session_id(body),
+    practice.retake(coach, user_id=body["user"]["id"], session_id=ids.clicked_id(body),
                     channel=_clicked_message(body)["channel"])
 
 
 def done(ack, body, coach: Coach) -> None:
     ack()
-    practice.finish_for_now(coach, user_id=body["user"]["id"], session_id=_session_id(body), **_clicked_message(body))
-
-
-def _session_id(body: dict) -> int:
-    return ids.record_id(text_at(body, "actions", 0, "value"))
+    practice.finish_for_now(coach, user_id=body["user"]["id"], session_id=ids.clicked_id(body),
+                            **_clicked_message(body))
 
 
 def _clicked_message(body: dict) -> dict[str, str]:

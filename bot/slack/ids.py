@@ -1,6 +1,6 @@
 """Action ids and button values: the one place both the renderers and the handlers read."""
 
-from bot.slack.payloads import OddPayload
+from bot.slack.payloads import OddPayload, text_at
 
 MAX_RECORD_ID = 2**31 - 1  # PostgreSQL's integer: the largest id any table of Rehearse's holds
 
@@ -24,6 +24,11 @@ def parse_practice_value(value: str) -> tuple[str, str]:
     if kind != "scenario":
         record_id(ref)
     return kind, ref
+
+
+def clicked_id(body: dict) -> int:
+    """The row id the clicked button carries as its value (a nudge's, a dispute's, a practice session's)."""
+    return record_id(text_at(body, "actions", 0, "value"))
 
 
 def record_id(value: object) -> int:
