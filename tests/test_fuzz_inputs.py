@@ -446,6 +446,23 @@ def events(users: st.SearchStrategy, kinds: st.SearchStrategy) -> st.SearchStrat
         optional={"authorizations": json_values})
 
 
+def unstorable(value: Any) -> bool:
+    """Whether any string in a document, key or value, holds a NUL or half of a surrogate pair: no database
+    stores them, so the door refuses such a payload with a 400 whatever its shape."""
+    if isinstance(value, str):
+        return "\x00" in value or any(0xD800 <= ord(c) <= 0xDFFF for c in value)
+    if isinstance(value, dict):
+        return any(unstorable(k) or unstorable(v) for k, v in value.items())
+    return isinstance(value, list) and any(unstorable(v) for v in value)
+
+
+def odd_event(body: dict) -> bool:
+    """Shapes Slack never sends: Bolt reads the envelope and the event's ids before any listener, and the door
+    refuses text no database stores, so these may be a 400."""
+    return ("authorizations" in body or not all(isinstance(v, str) for v in body["event"].values())
+            or unstorable(body))
+
+
 @pytest.mark.parametrize("examples", profiles(120))
 def test_slack_events_with_odd_contents_are_acked_and_change_nothing_of_a_stranger(slack, examples):
     h, _ = slack
@@ -458,9 +475,7 @@ def test_slack_events_with_odd_contents_are_acked_and_change_nothing_of_a_strang
         r = post_slack(h, json.dumps(body), "application/json")
         kind = body["event"]["type"]
         expected = 200 if kind in LISTENED_EVENTS else 404  # Slack sends only the events the app subscribes to
-        # Bolt reads the envelope and the event's ids before any listener: shapes Slack never sends are a 400.
-        odd = "authorizations" in body or not all(isinstance(v, str) for v in body["event"].values())
-        assert r.status_code == expected or (odd and r.status_code == 400), (kind, r.status_code, r.text)
+        assert r.status_code == expected or (odd_event(body) and r.status_code == 400), (kind, r.status_code, r.text)
         assert settled(h, ANSWERS_ONLY) == before
 
     run()
@@ -475,8 +490,7 @@ def test_uninstall_events_with_odd_contents_are_acked(slack, examples):
     @given(body=events(st.sampled_from(STRANGERS), st.sampled_from(sorted(UNINSTALL_EVENTS))))
     def run(body):
         r = post_slack(h, json.dumps(body), "application/json")
-        odd = "authorizations" in body or not all(isinstance(v, str) for v in body["event"].values())
-        assert r.status_code == 200 or (odd and r.status_code == 400), r.text
+        assert r.status_code == 200 or (odd_event(body) and r.status_code == 400), r.text
 
     run()
 
