@@ -73,10 +73,10 @@ class Result:
 
     @property
     def in_band(self) -> bool:
-        return band(self.scenario, self.grade) == self.labelled.band
+        return band(self.grade) == self.labelled.band
 
 
-def band(scenario: Scenario, grade: Grade) -> str:
+def band(grade: Grade) -> str:
     if grade.passed:
         return "strong"
     return "middling" if grade.score >= 50 else "poor"
