@@ -37,6 +37,7 @@ from bot.config import CoachConfig, ConfigError, load_config, parse_config
 from bot.demo.driver import TEAM_ID, webhook_headers
 from bot.problems import field_path
 from bot.slack import ids
+from bot.slack.payloads import SLACK_ID
 from tests.conftest import (
     APPROVALS,
     MANAGER,
@@ -457,9 +458,11 @@ def unstorable(value: Any) -> bool:
 
 
 def odd_event(body: dict) -> bool:
-    """Shapes Slack never sends: Bolt reads the envelope and the event's ids before any listener, and the door
-    refuses text no database stores, so these may be a 400."""
-    return ("authorizations" in body or not all(isinstance(v, str) for v in body["event"].values())
+    """Shapes Slack never sends: Bolt reads the envelope and the event's ids before any listener, the door refuses
+    a person or a channel that is not shaped as Slack's ids, and text no database stores, so these may be a 400."""
+    event = body["event"]
+    return ("authorizations" in body or not all(isinstance(v, str) for v in event.values())
+            or any(not SLACK_ID.fullmatch(event[k]) for k in ("user", "channel") if k in event)
             or unstorable(body))
 
 

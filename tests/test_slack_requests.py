@@ -82,6 +82,13 @@ def test_drill_without_a_match_suggests_the_closest(harness):
     assert answer.status_code == 200 and "No drill matches" in answer.text and "price-objection" in answer.text
 
 
+def test_a_command_whose_text_says_payload_is_answered(harness):
+    """Bolt reads any form holding the word "payload" as a click: `/drill payload` was a 404 Slack shows as an
+    error."""
+    answer = harness.slack.command(ids.DRILL_COMMAND, user=REP, text="payload")
+    assert answer.status_code == 200 and "No drill matches" in answer.text
+
+
 def test_progress_and_home(harness):
     assert "Practice sessions this month:* 0" in harness.slack.command(ids.PROGRESS_COMMAND, user=REP).text
     harness.slack.event({"type": "app_home_opened", "user": REP, "tab": "home"})

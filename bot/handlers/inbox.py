@@ -85,9 +85,10 @@ def lane_for(payload: dict, listened: Listened, where: BoltContext | None = None
     return str(where.channel_id or where.user_id or where.team_id or "-")[:64]
 
 
-def stored_request(body: str, headers: dict) -> BoltRequest:
-    """The Bolt request for a stored one. Its body is read here (`bot.slack.payloads`, about 1 ms less a click than
-    Bolt's reading) and handed over read, as Socket Mode hands Bolt its requests: already read and already trusted,
+def checked_request(body: str, headers: dict) -> BoltRequest:
+    """The Bolt request for one the receiver has checked, stored or not. Its body is read here
+    (`bot.slack.payloads`: about 1 ms less a click than Bolt's reading, and right about a command whose text holds
+    "payload") and handed over read, as Socket Mode hands Bolt its requests: already read and already trusted,
     which is the only thing Bolt does differently for that mode (no signature check; the receiver made it)."""
     return BoltRequest(body=read_body(body, headers.get("content-type")), headers={k: v for k, v in headers.items()
                                                                        if k != REQUEST_ID_HEADER}, mode="socket_mode")
@@ -392,7 +393,7 @@ class InboxDispatcher:
             with bound(request_id=request_id, path="/slack/events") if request_id else bound(), \
                     failures_noted() as failures, work_started() as started:
                 try:
-                    self._bolt.dispatch(stored_request(body, headers))
+                    self._bolt.dispatch(checked_request(body, headers))
                 except Exception as error:  # noqa: BLE001 - Bolt itself failed: logged, and judged as a listener's
                     log.error("Bolt failed on a stored Slack request: %s", error, exc_info=error)
                     failures.append(error)

@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import uvicorn
 from slack_bolt import App
-from slack_bolt.adapter.starlette.handler import to_bolt_request, to_starlette_response
+from slack_bolt.adapter.starlette.handler import to_starlette_response
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -21,7 +21,7 @@ from starlette.routing import Route
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from bot.coach import Coach
-from bot.handlers.inbox import UNREADABLE, SlackReceiver
+from bot.handlers.inbox import UNREADABLE, SlackReceiver, checked_request
 from bot.nudges.adapters import PayloadError, parse_body, unstorable_text
 from bot.nudges.intake import ingest_calls
 
@@ -184,7 +184,7 @@ def routes(*, bolt: App, coach: Coach, webhook_secret: str | None, receiver: Sla
         if answered is not None:
             return answered
         try:
-            response = await run_in_threadpool(bolt.dispatch, to_bolt_request(request, body))
+            response = await run_in_threadpool(bolt.dispatch, checked_request(body.decode(), dict(request.headers)))
         except UNREADABLE as exc:  # Bolt reads more of a payload than the receiver does, assuming Slack's shapes
             log.warning("refused a request to /slack/events: Bolt cannot read its payload (%s)", type(exc).__name__)
             return _error(400, "not a Slack payload: Bolt cannot read it")

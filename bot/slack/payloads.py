@@ -97,15 +97,16 @@ def form_fields(body: str) -> dict[str, str]:
 
 
 def read_body(body: str, content_type: str | None) -> dict[str, Any]:
-    """The payload of a request to /slack/events, as `slack_bolt.request.internals.parse_body` reads it, given its
-    Content-Type header (parameters such as `; charset=utf-8` are ignored, as Bolt ignores them)."""
+    """The payload of a request to /slack/events, given its Content-Type header (parameters such as
+    `; charset=utf-8` are ignored, as Bolt ignores them): JSON, a click's form with its JSON in `payload`, or a
+    command's form. `slack_bolt.request.internals.parse_body` reads any form whose text holds the word "payload"
+    as a click, so `/drill payload` reached Bolt as an empty request; Bolt is handed this reading instead."""
     content_type = (content_type or "").split(";")[0]
     if not body:
         return {}
     if content_type == "application/json" or body.startswith("{"):
         return json.loads(body)
     fields = form_fields(body)
-    if "payload" in body:
-        payload = fields.get("payload")
-        return json.loads(payload) if payload is not None else {}
+    if "payload" in fields:
+        return json.loads(fields["payload"])
     return fields
