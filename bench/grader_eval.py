@@ -32,8 +32,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from bot.practice.grader import Grade, Grader, HeuristicGrader, weighted_score
-from bot.practice.roleplay import ScriptedBuyer, Turn
+from bot.practice.roleplay import ScriptedBuyer
 from bot.practice.scenarios import Scenario, load_scenarios
+from bot.practice.transcript import Turn
 from bot.problems import problems_of
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -117,7 +118,7 @@ def transcript(scenario: Scenario, rep_turns: Sequence[str]) -> list[Turn]:
     turns = [Turn("buyer", scenario.opening_line)]
     for text in rep_turns:
         turns.append(Turn("rep", text))
-        turns.append(Turn("buyer", buyer.reply(scenario, turns)))
+        turns.append(buyer.reply(scenario, turns))
     return turns[:-1]
 
 

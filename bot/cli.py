@@ -283,9 +283,11 @@ def practice(
     Type your lines as the rep; `done` (or the turn limit, or the buyer's decision) ends it. Lines may be piped in.
     """
     from bot.app import REPO_SCENARIOS
+    from bot.practice.feedback import feedback_for
     from bot.practice.grader import HeuristicGrader
-    from bot.practice.roleplay import ScriptedBuyer, Turn, roleplay_over
+    from bot.practice.roleplay import ScriptedBuyer, roleplay_over
     from bot.practice.scenarios import ScenarioError, load_scenarios
+    from bot.practice.transcript import Turn
 
     try:
         library = load_scenarios(scenarios or REPO_SCENARIOS)
@@ -311,13 +313,17 @@ def practice(
         if roleplay_over(scenario, turns):
             break
         reply = buyer.reply(scenario, turns)
-        turns.append(Turn("buyer", reply))
-        out.print(Text(f"{persona.name}: ", style="bold cyan").append_text(shown(reply, lines=True)), highlight=False)
+        turns.append(reply)
+        out.print(Text(f"{persona.name}: ", style="bold cyan").append_text(shown(reply.text, lines=True)),
+                  highlight=False)
     grade = HeuristicGrader().grade(scenario, turns)
-    out.print(f"\n[bold]Score {grade.score}/100 · {'proficient' if grade.passed else 'not there yet'}[/]")
-    out.print(shown(grade.summary, lines=True), highlight=False)
+    verdict, *points = feedback_for(scenario, grade).lines()
+    out.print(Text("\n").append_text(shown(verdict)), style="bold", highlight=False)
+    for line in points:
+        out.print(shown(line, lines=True), highlight=False)
+    out.print("\n[bold]Details[/]")
     for c in grade.criteria:
-        out.print(f"\n[bold]{c.label}: level {c.level}/4[/]", highlight=False)
+        out.print(f"[bold]{c.label}: level {c.level}/4[/]", highlight=False)
         for quote in c.evidence:
             out.print(Text("  > “").append_text(shown(quote)).append("”"), highlight=False)
         out.print(Text("  ").append_text(shown(c.feedback, lines=True)), highlight=False)

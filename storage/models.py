@@ -173,6 +173,7 @@ class PracticeTurn(SQLModel, table=True):
     seq: int
     role: str = Field(max_length=8)
     text: str
+    ends: bool = False  # a buyer turn with which the buyer ended the call
     created_at: datetime
 
 

@@ -9,6 +9,7 @@ from slack_sdk.errors import SlackObjectFormationError
 from slack_sdk.models.blocks import Block
 from slack_sdk.models.views import View
 
+from bot.practice.feedback import Feedback, Point
 from bot.slack import blocks
 
 NOW = datetime(2026, 11, 25, 15, 0, tzinfo=UTC)
@@ -36,8 +37,11 @@ def test_huge_untrusted_text_is_clipped_not_rejected():
     _valid(blocks.approval_message(card, choices=choices, current="scenario-2" + "x" * 200))
     _valid(blocks.decided_message(card, approved=False, decider="U0DANA", when=NOW, reason="r" * 5000))
     _valid(blocks.dispute_message(dispute_id=1, rep_user="U0ALEX", comment="c" * 5000, managers="<@U0DANA>"))
+    point = Point("L" * 300, 3, "q" * 4000, "r" * 4000, "b" * 4000)
+    _valid(blocks.feedback(score=50, passed=False, note=Feedback("v" * 5000, point, point), next_followups=[NOW] * 3,
+                           previous=40, session_id=7))
     lines = [blocks.GradeLine("L" * 300, 3, ("e" * 4000,) * 3, "f" * 4000) for _ in range(80)]
-    _valid(blocks.feedback(score=50, passed=False, lines=lines, summary="s" * 5000, next_followups=[NOW] * 3))
+    View(**blocks.grade_details(title="T" * 500, lines=lines)).to_dict()
     _valid(blocks.buyer_line("Dana", "<!channel> " + "b" * 5000))
 
 

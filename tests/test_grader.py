@@ -14,8 +14,9 @@ from bot.practice.grader import (
     weighted_level,
     weighted_score,
 )
-from bot.practice.roleplay import ScriptedBuyer, Turn
+from bot.practice.roleplay import ScriptedBuyer
 from bot.practice.scenarios import load_scenarios
+from bot.practice.transcript import Turn
 from tests.transcripts import TRANSCRIPTS
 
 SCENARIOS = load_scenarios(Path(__file__).resolve().parents[1] / "scenarios")
@@ -28,7 +29,7 @@ def _conversation(scenario_id: str, kind: str) -> list[Turn]:
     turns = [Turn("buyer", scenario.opening_line)]
     for line in TRANSCRIPTS[scenario_id][kind]:
         turns.append(Turn("rep", line))
-        turns.append(Turn("buyer", ScriptedBuyer().reply(scenario, turns)))
+        turns.append(ScriptedBuyer().reply(scenario, turns))
     return turns
 
 
@@ -54,7 +55,7 @@ def test_strong_rep_passes_and_beats_the_weak_rep_on_every_criterion(scenario_id
 
 @pytest.mark.parametrize("kind", ["strong", "weak"])
 @pytest.mark.parametrize("scenario_id", sorted(TRANSCRIPTS))
-def test_evidence_is_verbatim_rep_text_and_feedback_quotes_it(scenario_id: str, kind: str) -> None:
+def test_evidence_is_verbatim_rep_text_and_feedback_never_repeats_it(scenario_id: str, kind: str) -> None:
     grade = _grade(scenario_id, kind)
     rep_lines = TRANSCRIPTS[scenario_id][kind]
 
@@ -64,11 +65,10 @@ def test_evidence_is_verbatim_rep_text_and_feedback_quotes_it(scenario_id: str, 
         assert len(criterion.evidence) <= 2
         for quote in criterion.evidence:
             assert any(quote in line for line in rep_lines), quote
-        if criterion.evidence:
-            assert '"' in criterion.feedback
-        else:
-            assert criterion.level == 1
-            assert criterion.feedback.startswith("No line of yours")
+            assert quote not in criterion.feedback  # the quote is shown once, from ``evidence``
+        if not criterion.evidence:
+            assert criterion.level <= 2
+            assert criterion.feedback.startswith(("No line of yours", "Nothing you said worked against it"))
         assert 1 <= criterion.feedback.count(". ") + 1 <= 3, criterion.feedback
     assert f"{grade.score}/100" in grade.summary
 
@@ -82,8 +82,8 @@ def test_buyer_lines_and_done_are_never_evidence() -> None:
 
     grade = HeuristicGrader().grade(PRICE, buyer_says_it_all)
 
-    assert all(not c.evidence for c in grade.criteria)
-    assert grade.score == 25 and not grade.passed
+    assert all(quote == "ok" for c in grade.criteria for quote in c.evidence)  # named as earning nothing
+    assert all(c.level <= 2 for c in grade.criteria) and grade.score < 50 and not grade.passed
 
 
 def test_no_rep_turns_grades_every_criterion_level_one_and_says_what_was_missing() -> None:
@@ -100,9 +100,10 @@ def test_a_discount_caps_holding_the_price_and_is_quoted() -> None:
     grade = HeuristicGrader().grade(PRICE, [Turn("rep", line) for line in lines])
     hold = next(c for c in grade.criteria if c.criterion == "hold_price")
 
-    assert hold.level == 2
+    assert hold.level <= 2 and hold.against
     assert hold.evidence[0] == "Honestly, I could knock 10% off to get it done."
-    assert hold.feedback.startswith('"Honestly, I could knock 10% off to get it done." worked against you')
+    assert hold.feedback.startswith("Worked against you: it offers a discount")
+    assert not grade.passed and grade.score < 75 and "knock 10% off" in grade.summary
 
 
 def test_curly_quotes_and_case_do_not_hide_a_phrase() -> None:

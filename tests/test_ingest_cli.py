@@ -71,8 +71,10 @@ def test_rehearse_practice_runs_a_roleplay_in_the_terminal():
     lines = "\n".join(TRANSCRIPTS["price-objection"]["strong"]) + "\n"
     result = CliRunner().invoke(cli, ["practice", "price-objection"], input=lines)
     assert result.exit_code == 0, result.output
-    assert "Dana Whitfield:" in result.output and "Score" in result.output and "proficient" in result.output
+    assert "Dana Whitfield:" in result.output and "Passed: " in result.output and "Strength · " in result.output
+    assert "Details" in result.output and all(c in result.output for c in ("level 4/4", "> “"))
     weak = CliRunner().invoke(cli, ["practice", "price-objection"], input="Sure, I can do 20% off.\ndone\n")
-    assert "not there yet" in weak.output
+    assert "Not yet: " in weak.output and "Fix · Holds the price without discounting" in weak.output
+    assert "> “Sure, I can do 20% off.”" in weak.output and "Try: “" in weak.output
     missing = CliRunner().invoke(cli, ["practice", "nope"])
     assert missing.exit_code == 1 and "price-objection" in missing.output

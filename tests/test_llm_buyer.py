@@ -11,9 +11,10 @@ import openai
 import pytest
 
 from bot.practice.llm_buyer import LLMBuyer
-from bot.practice.roleplay import ScriptedBuyer, Turn
+from bot.practice.roleplay import ScriptedBuyer, roleplay_over
 from bot.practice.scenarios import load_scenarios
-from tests.fake_openai import Answer, FakeOpenAI, echo_last_user, error, reply, system_prompt
+from bot.practice.transcript import Turn
+from tests.fake_openai import Answer, FakeOpenAI, echo_last_user, error, reply, reply_json, system_prompt
 
 PRICE = load_scenarios(Path(__file__).resolve().parents[1] / "scenarios")["price-objection"]
 PRIORITIES = ["Finance teams want payback inside a year before they sign anything new."]
@@ -23,6 +24,11 @@ TURNS = [
     Turn("buyer", "The 128 is what's in the budget for routing."),
     Turn("rep", "I'm sure we can knock 15% off if you sign this week."),
 ]
+
+
+def said(line: str, *, ends: bool = False, delay: float = 0.0) -> Answer:
+    """The model's structured reply: the buyer's line and whether it ends the call."""
+    return reply_json({"line": line, "ends_call": ends}, delay=delay)
 
 
 @pytest.fixture
@@ -37,11 +43,11 @@ def _buyer(fake: FakeOpenAI, *, timeout_s: float = 5) -> LLMBuyer:
 
 
 def test_buyer_replies_in_character_to_what_the_rep_said(fake: FakeOpenAI) -> None:
-    fake.script(reply("So there was room in the 186 all along? Then what else is padded?"))
+    fake.script(said("So there was room in the 186 all along? Then what else is padded?"))
 
     line = _buyer(fake).reply(PRICE, TURNS)
 
-    assert line == "So there was room in the 186 all along? Then what else is padded?"
+    assert line == Turn("buyer", "So there was room in the 186 all along? Then what else is padded?")
     [request] = fake.requests
     assert request["model"] == "buyer-model"
     roles = [message["role"] for message in request["messages"]]
@@ -59,14 +65,14 @@ def test_buyer_replies_in_character_to_what_the_rep_said(fake: FakeOpenAI) -> No
 
 
 def test_buyer_reacts_to_the_last_rep_turn(fake: FakeOpenAI) -> None:
-    fake.always(echo_last_user)
-    assert _buyer(fake).reply(PRICE, TURNS) == f"You said: {TURNS[-1].text}"
+    fake.always(lambda request: {"line": echo_last_user(request), "ends_call": False})
+    assert _buyer(fake).reply(PRICE, TURNS).text == f"You said: {TURNS[-1].text}"
 
 
 def test_a_roleplay_opened_with_the_buyers_real_words_is_what_the_model_is_told_it_said(fake: FakeOpenAI) -> None:
     """Practising the real moment: the roleplay opened with the buyer's words from the rep's call, so the persona
     says it opened with those, not with the scenario's stock line the rep never saw."""
-    fake.script(reply("Honestly? The renewal is the problem, not you."))
+    fake.script(said("Honestly? The renewal is the problem, not you."))
     real = "We love the product, but 186 a seat is not happening this year."
     _buyer(fake).reply(PRICE, [Turn("buyer", real), Turn("rep", "What would have to be true for it to happen?")])
     system = system_prompt(fake.requests[0])
@@ -74,23 +80,25 @@ def test_a_roleplay_opened_with_the_buyers_real_words_is_what_the_model_is_told_
 
 
 def test_buyer_opening_line_needs_no_model(fake: FakeOpenAI) -> None:
-    assert _buyer(fake).reply(PRICE, []) == PRICE.opening_line
+    assert _buyer(fake).reply(PRICE, []) == Turn("buyer", PRICE.opening_line)
     assert fake.requests == []
 
 
 def test_a_rambling_reply_is_cut_to_three_sentences(fake: FakeOpenAI) -> None:
-    fake.script(reply('"Fine. Noted. Go on. But also this. And that."'))
-    assert _buyer(fake).reply(PRICE, TURNS) == "Fine. Noted. Go on."
+    fake.script(said('"Fine. Noted. Go on. But also this. And that."'))
+    assert _buyer(fake).reply(PRICE, TURNS).text == "Fine. Noted. Go on."
 
 
 @pytest.mark.parametrize(
     "failure",
     [
-        pytest.param(reply("Too late.", delay=3), id="slow model"),
+        pytest.param(said("Too late.", delay=3), id="slow model"),
         pytest.param(error(500), id="500"),
         pytest.param(error(429), id="429"),
-        pytest.param(reply("  "), id="empty reply"),
+        pytest.param(said("  "), id="empty reply"),
         pytest.param(reply(None), id="no content"),
+        pytest.param(reply("Fine, walk me through it."), id="prose, not the structured reply"),
+        pytest.param(reply_json({"line": "Fine."}), id="no end signal"),
     ],
 )
 def test_a_failed_turn_is_answered_by_the_scripted_buyer(
@@ -109,7 +117,19 @@ def test_a_failed_turn_is_answered_by_the_scripted_buyer(
 
 
 def test_the_next_turn_goes_back_to_the_model(fake: FakeOpenAI) -> None:
-    fake.script(error(500), reply("Fine, walk me through the deadhead math."))
+    fake.script(error(500), said("Fine, walk me through the deadhead math."))
     buyer = _buyer(fake)
     assert buyer.reply(PRICE, TURNS) == ScriptedBuyer().reply(PRICE, TURNS)
-    assert buyer.reply(PRICE, TURNS) == "Fine, walk me through the deadhead math."
+    assert buyer.reply(PRICE, TURNS).text == "Fine, walk me through the deadhead math."
+
+
+def test_the_model_ends_the_call_by_saying_so_not_by_quoting_the_script(fake: FakeOpenAI) -> None:
+    closing = next(beat.line for beat in PRICE.beats if beat.closes and beat.min_trust)
+    fake.script(said("Alright, send me the one-pager and come to Thursday's review.", ends=True), said(closing))
+
+    ends, goes_on = _buyer(fake).reply(PRICE, TURNS), _buyer(fake).reply(PRICE, TURNS)
+
+    assert ends.ends and roleplay_over(PRICE, [*TURNS, ends])
+    assert not goes_on.ends and not roleplay_over(PRICE, [*TURNS, goes_on])  # the script's words end nothing
+    schema = fake.requests[0]["response_format"]["json_schema"]
+    assert schema["strict"] is True and schema["schema"]["required"] == ["line", "ends_call"]

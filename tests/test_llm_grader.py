@@ -14,8 +14,9 @@ import pytest
 from bot.practice.evidence import closest_sentence
 from bot.practice.grader import HeuristicGrader, weighted_score
 from bot.practice.llm_grader import LLMGrader
-from bot.practice.roleplay import ScriptedBuyer, Turn
+from bot.practice.roleplay import ScriptedBuyer
 from bot.practice.scenarios import load_scenarios
+from bot.practice.transcript import Turn
 from tests.fake_openai import Answer, FakeOpenAI, error, malformed_json, reply, reply_json, system_prompt, user_text
 from tests.transcripts import TRANSCRIPTS
 
@@ -29,7 +30,7 @@ def _conversation(rep_lines: list[str]) -> list[Turn]:
     turns = [Turn("buyer", PRICE.opening_line)]
     for line in rep_lines:
         turns.append(Turn("rep", line))
-        turns.append(Turn("buyer", ScriptedBuyer().reply(PRICE, turns)))
+        turns.append(ScriptedBuyer().reply(PRICE, turns))
     return turns
 
 
@@ -37,8 +38,10 @@ STRONG = _conversation(TRANSCRIPTS["price-objection"]["strong"])
 WEAK = _conversation([*TRANSCRIPTS["price-objection"]["weak"], INJECTION])
 
 
-def _answer(level: int, *quotes: str, rationale: str = "You held steady on this.") -> dict[str, Any]:
-    return {"quotes": list(quotes), "rationale": rationale, "level": level}
+def _answer(level: int, *quotes: str, rationale: str = "You held steady on this.",
+            shows: str | None = None) -> dict[str, Any]:
+    shows = ("the behaviour of that level" if level > 1 else "") if shows is None else shows
+    return {"quotes": list(quotes), "shows": shows, "rationale": rationale, "level": level}
 
 
 GOOD = {
@@ -131,8 +134,8 @@ def test_a_failed_grading_call_falls_back_to_the_rule_based_grader(
 @pytest.mark.parametrize(
     ("second", "level", "evidence"),
     [
-        pytest.param(_answer(3, FABRICATED), 1, (), id="still fabricated: unsupported"),
-        pytest.param(_answer(2, "unlike anything"), 1, (), id="still fabricated, another quote"),
+        pytest.param(_answer(3, FABRICATED), None, None, id="still fabricated: the rules grade it"),
+        pytest.param(_answer(2, "unlike anything"), None, None, id="still fabricated, another quote"),
         pytest.param(
             _answer(3, "the pilot cut empty miles on the Chicago lanes by about 8%"),
             3,
@@ -142,7 +145,7 @@ def test_a_failed_grading_call_falls_back_to_the_rule_based_grader(
     ],
 )
 def test_a_fabricated_quote_is_regraded_once_with_a_hint(
-    fake: FakeOpenAI, second: dict[str, Any], level: int, evidence: tuple[str, ...]
+    fake: FakeOpenAI, second: dict[str, Any], level: int | None, evidence: tuple[str, ...] | None
 ) -> None:
     first = {"criteria": {**GOOD["criteria"], "value": _answer(4, FABRICATED)}}
     fake.script(reply_json(first), reply_json({"criteria": {"value": second}}))
@@ -150,9 +153,11 @@ def test_a_fabricated_quote_is_regraded_once_with_a_hint(
     grade = _grader(fake).grade(PRICE, STRONG)
 
     value = next(c for c in grade.criteria if c.criterion == "value")
-    assert (value.level, value.evidence) == (level, evidence)
-    if level == 1:
-        assert value.feedback.startswith("No verbatim evidence from your turns")
+    if level is None:  # the model's grade for this criterion alone gives way to the rule grader's
+        level = next(c.level for c in HeuristicGrader().grade(PRICE, STRONG).criteria if c.criterion == "value")
+        assert value == next(c for c in HeuristicGrader().grade(PRICE, STRONG).criteria if c.criterion == "value")
+    else:
+        assert (value.level, value.evidence) == (level, evidence)
     assert FABRICATED not in value.feedback
     assert len(fake.requests) == 2, "one regrade, for that criterion only"
     regrade = fake.requests[1]

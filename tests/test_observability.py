@@ -23,7 +23,8 @@ from bot.config import parse_config
 from bot.demo.driver import SlackDriver, webhook_headers
 from bot.demo.slack_standin import SlackStandIn
 from bot.practice.llm_buyer import LLMBuyer
-from bot.practice.roleplay import ScriptedBuyer, Turn
+from bot.practice.roleplay import ScriptedBuyer
+from bot.practice.transcript import Turn
 from bot.slack import ids
 from bot.slack.sender import wait_until_sent
 from bot.worker import shared_metrics
@@ -40,7 +41,7 @@ from tests.conftest import (
     low_calls,
     make_settings,
 )
-from tests.fake_openai import FakeOpenAI, error, reply, reply_json
+from tests.fake_openai import FakeOpenAI, error, reply_json
 
 BOT_TOKEN = f"xoxb-7311-{secrets.token_hex(6)}-{secrets.token_hex(12)}"
 OPENAI_KEY = f"sk-proj-{secrets.token_hex(20)}"
@@ -117,7 +118,8 @@ def _post_calls(harness: Harness, calls: list[dict], request_id: str | None = No
 def _whole_flow(harness: Harness, model: FakeOpenAI) -> dict:
     """Webhook with a transcript, approval, two practice turns with the model buyer, a grade; returns the grade."""
     model.always(lambda request: reply_json({"criteria": {"acknowledge": {"quotes": TURNS[0]}}})
-                 if "response_format" in request else reply(BUYER_LINE))  # a grade the schema refuses: fallback
+                 if request["response_format"]["json_schema"]["name"] == "rubric_grade"  # one the schema refuses
+                 else reply_json({"line": BUYER_LINE, "ends_call": False}))
     assert _post_calls(harness, _call_with_transcript(), request_id="obs-webhook-1").status_code == 202
     assert harness.slack.click(harness.approval_message(), ids.APPROVE, user=MANAGER).status_code == 200
     invite = harness.invite()
@@ -243,11 +245,11 @@ def test_a_model_failure_is_a_fallback_observation_in_metrics(start_app):
     scenario = harness.app.coach.scenarios["price-objection"]
     before = _scrape(harness)
     with FakeOpenAI() as model:
-        model.script(error(500), reply(BUYER_LINE))
+        model.script(error(500), reply_json({"line": BUYER_LINE, "ends_call": False}))
         buyer = LLMBuyer(openai.OpenAI(base_url=model.base_url, api_key=OPENAI_KEY), "m", fallback=ScriptedBuyer())
         turns = [Turn("buyer", scenario.opening_line), Turn("rep", TURNS[0])]
-        assert buyer.reply(scenario, turns) != BUYER_LINE, "the scripted buyer answered the failed turn"
-        assert buyer.reply(scenario, turns) == BUYER_LINE
+        assert buyer.reply(scenario, turns).text != BUYER_LINE, "the scripted buyer answered the failed turn"
+        assert buyer.reply(scenario, turns).text == BUYER_LINE
     after = _scrape(harness)
     assert _delta(after, before, "rehearse_model_latency_seconds_count", role="buyer", outcome="fallback") == 1
     assert _delta(after, before, "rehearse_model_latency_seconds_count", role="buyer", outcome="ok") == 1

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 
 from sqlmodel import select
 
+from bot.demo.run import plain
+from bot.practice.transcript import Turn
 from bot.slack import ids
 from storage.models import FollowUp, Nudge, NudgeState, WinningLine
-from tests.conftest import MANAGER, REP, low_calls
+from tests.conftest import MANAGER, OUTSIDER, REP, low_calls
 from tests.transcripts import TRANSCRIPTS
 
 STRONG = TRANSCRIPTS["price-objection"]["strong"]
@@ -68,7 +71,23 @@ class SlowBuyer:
 
     def reply(self, scenario, turns):  # noqa: ANN001, ANN201
         time.sleep(self.delay)
-        return f"(answering) {turns[-1].text}"
+        return Turn("buyer", f"(answering) {turns[-1].text}")
+
+
+def test_the_feedback_shows_one_strength_and_one_fix_and_details_open_every_criterion(harness):
+    feedback = harness.practise(_approved_invite(harness), WEAK)
+    shown = plain(feedback)
+
+    assert "Strength · " in shown or "Fix · " in shown
+    assert "Try:" in shown and len(shown.split()) <= 130  # 120 words of feedback, plus the three buttons
+    quotes = re.findall(r"“([^”]+)”", shown)
+    assert len(quotes) == len(set(quotes)), "no quote shown twice"
+    harness.slack.click(feedback, ids.GRADE_DETAILS, user=OUTSIDER)  # someone else's click opens nothing
+    harness.slack.click(feedback, ids.GRADE_DETAILS, user=REP)
+    details = harness.modal(0)
+    labels = [c.label for c in harness.app.coach.scenarios["price-objection"].rubric]
+    assert all(f"{label}: level" in plain(details) for label in labels)
+    assert len(harness.standin.modals) == 1
 
 
 def test_two_quick_replies_are_answered_in_order_once_each(start_app):
@@ -210,7 +229,7 @@ class HeldBuyer:
 
     def reply(self, scenario, turns):  # noqa: ANN001, ANN201
         self.release.wait(30)
-        return "Then tell me what it saves us per truck."
+        return Turn("buyer", "Then tell me what it saves us per truck.")
 
 
 def test_a_worker_stopping_keeps_the_lease_of_a_reply_it_finishes(start_app):

@@ -8,13 +8,14 @@ from bot.practice.llm_buyer import LLMBuyer
 from bot.practice.llm_grader import LLMGrader
 from bot.slack import ids
 from tests.conftest import MANAGER, REP, TEST_CONFIG, low_calls, make_settings
-from tests.fake_openai import FakeOpenAI, malformed_json, reply
+from tests.fake_openai import FakeOpenAI, malformed_json, reply_json
 
 
 def test_the_model_plays_the_buyer_in_the_slack_thread(start_app, database_url, standin):
     with FakeOpenAI() as model:
-        model.always(lambda request: malformed_json() if "response_format" in request
-                     else reply("Fine, but what would that save us per truck?"))
+        model.always(lambda request: malformed_json()
+                     if request["response_format"]["json_schema"]["name"] == "rubric_grade"
+                     else reply_json({"line": "Fine, but what would that save us per truck?", "ends_call": False}))
         settings = make_settings(database_url, standin).model_copy(update={"openai_base_url": model.base_url})
         app = create_app(settings, config=parse_config(TEST_CONFIG))
         assert isinstance(app.coach.buyer, LLMBuyer) and isinstance(app.coach.grader, LLMGrader)

@@ -44,7 +44,9 @@ def test_shipped_scenario_shape(scenario_id: str) -> None:
     scenario = load_scenarios(SCENARIOS)[scenario_id]
 
     assert 3 <= len(scenario.rubric) <= 4
-    assert 4 <= len(scenario.beats) <= 8
+    assert 8 <= len(scenario.beats) <= 24
+    assert any(beat.when == "question" and beat.about for beat in scenario.beats), "the buyer answers questions"
+    assert any(beat.when == "off_topic" for beat in scenario.beats), "and redirects an empty turn"
     assert 4 <= scenario.max_turns <= 8
     assert any(beat.when == "any" for beat in scenario.beats)
     assert any(beat.closes and beat.min_trust > 0 for beat in scenario.beats), "the buyer can be won over"

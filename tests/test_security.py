@@ -286,6 +286,18 @@ def test_someone_else_cannot_retake_or_close_the_reps_feedback(harness):
     assert not any(m["text"].startswith("Retake") for m in harness.standin.messages_in(REP))
 
 
+def test_someone_else_cannot_open_the_details_of_the_reps_grade(harness):
+    from tests.transcripts import TRANSCRIPTS
+
+    invite = _invite(harness)
+    harness.slack.click(invite, ids.START_PRACTICE, user=REP)
+    harness.standin.wait_for(lambda: len(harness.thread(invite)) >= 2)
+    feedback = harness.practise(invite, TRANSCRIPTS["price-objection"]["weak"])
+    assert harness.slack.click(feedback, ids.GRADE_DETAILS, user=OUTSIDER).status_code == 200
+    _settled(harness)
+    assert harness.standin.modals == [], "no modal with the rep's lines for someone else"
+
+
 def test_someone_elses_message_in_the_reps_practice_thread_is_not_a_turn(harness):
     from storage.models import PracticeTurn
 
@@ -340,7 +352,8 @@ def test_progress_of_someone_else_by_name_or_email_shows_only_your_own(harness):
 def test_every_listener_is_covered_here():
     """A new button or command needs an authorization test above (and a row in docs/security.md)."""
     covered = {ids.APPROVE, ids.SKIP, ids.SKIP_REASON_VIEW, ids.CHANGE_SCENARIO, ids.DISPUTE, ids.DISPUTE_VIEW,
-               ids.KEEP, ids.WITHDRAW, ids.START_PRACTICE, ids.RETAKE, ids.PRACTICE_DONE, ids.HOME_START,
+               ids.KEEP, ids.WITHDRAW, ids.START_PRACTICE, ids.RETAKE, ids.PRACTICE_DONE, ids.GRADE_DETAILS,
+               ids.HOME_START,
                ids.HOME_PAGE, ids.PICK_DRILL, ids.DRILL_COMMAND, ids.PROGRESS_COMMAND}
     declared = {value for name, value in vars(ids).items() if name.isupper() and isinstance(value, str)}
     assert declared - covered <= {ids.REASON_BLOCK, ids.REASON_INPUT, ids.COMMENT_BLOCK, ids.COMMENT_INPUT}, \

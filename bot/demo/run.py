@@ -43,8 +43,7 @@ REP_REPLIES = [
     "So if I understand it right, the real question is whether this pays back inside the fiscal year. "
     "Deadhead cost you $2.1M last year; if we take out even 5% that is $105,000, more than the $58,000 gap.",
     "I'd rather not cut the price, but I can show the payback math with your own numbers. Could we walk "
-    "your CFO through it on Thursday at 2pm?",
-    "done",
+    "your CFO through it on Thursday at 2pm?",  # Dana agrees to the review: the call ends there, graded
 ]
 
 
@@ -175,7 +174,10 @@ def _play(console: Console, show: Transcript, standin: SlackStandIn, app, url: s
         before = len(standin.messages_in(invite["channel"], thread_ts=thread))
         show.say("DM › thread", NAMES[REP], reply)
         slack.dm(user=REP, channel=invite["channel"], text=reply, thread_ts=thread)
-        show.wait(lambda b=before: len(standin.messages_in(invite["channel"], thread_ts=thread)) > b, "reply")
+        show.wait(lambda b=before: len(said := standin.messages_in(invite["channel"], thread_ts=thread)) > b
+                  and "typing" not in said[-1]["text"], "reply")  # the buyer's answer, not "typing…"
+    show.wait(lambda: any(m["text"].startswith("Score") for m in standin.messages_in(invite["channel"],
+                                                                                    thread_ts=thread)), "grade")
 
     console.rule("4. Follow-ups on the calendar")
     with app.coach.db.session() as session:

@@ -62,7 +62,8 @@ def register(app: App, coach: Coach) -> Listened:
     for module in (approvals, practice, commands, home):
         module.register(registry)
     # A click that opens a modal must do so within its trigger_id's 3 seconds: it is handled before the ack.
-    return Listened(frozenset(registry.events), frozenset(registry.actions - approvals.OPEN_A_MODAL),
+    return Listened(frozenset(registry.events),
+                    frozenset(registry.actions - approvals.OPEN_A_MODAL - practice.OPEN_A_MODAL),
                     {kind: tuple(checks) for kind, checks in registry.acts_on.items()})
 
 

@@ -9,6 +9,8 @@ from bot.nudges import practice
 from bot.slack import ids
 from bot.slack.payloads import id_at, text_at, ts_at
 
+# Clicks answered with a modal, handled before the ack (a trigger_id lasts 3 s), not through the Slack inbox.
+OPEN_A_MODAL = frozenset({ids.GRADE_DETAILS})
 # Message subtypes that are not a person typing: our own edits, deletions, joins. Acked, ignored.
 PERSON_SUBTYPES = {None, "file_share", "thread_broadcast"}
 
@@ -50,6 +52,14 @@ def done(ack, body, coach: Coach) -> None:
                             **_clicked_message(body))
 
 
+def grade_details(ack, body, client, coach: Coach) -> None:
+    """Details on the feedback: every criterion of the grade, in a modal."""
+    ack()
+    view = practice.grade_details(coach, user_id=body["user"]["id"], session_id=ids.clicked_id(body))
+    if view is not None:
+        client.views_open(trigger_id=text_at(body, "trigger_id", max_length=255), view=view)
+
+
 def _clicked_message(body: dict) -> dict[str, str]:
     """The DM message whose button was clicked."""
     return {"channel": id_at(body, "container", "channel_id"), "message_ts": ts_at(body, "container", "message_ts")}
@@ -60,3 +70,4 @@ def register(app: App) -> None:
     app.event("message", acts_on=is_a_turn)(on_message)
     app.action(ids.RETAKE)(retake)
     app.action(ids.PRACTICE_DONE)(done)
+    app.action(ids.GRADE_DETAILS)(grade_details)

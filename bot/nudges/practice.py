@@ -17,9 +17,11 @@ from bot.nudges import lifecycle
 from bot.nudges.evidence_sides import BUYER_SIDE
 from bot.nudges.followups import after_followup_drill, schedule_followups
 from bot.nudges.home import enqueue_home
+from bot.practice.feedback import feedback_for
 from bot.practice.grader import Grade as GradeResult
-from bot.practice.roleplay import Turn, roleplay_over
+from bot.practice.roleplay import roleplay_over
 from bot.practice.scenarios import Scenario
+from bot.practice.transcript import Turn
 from bot.slack import blocks, ids
 from bot.telemetry import about_nudge, bind, scoped
 from storage import queries
@@ -271,14 +273,14 @@ def handle_reply(coach: Coach, *, user_id: str, channel: str, thread_ts: str | N
             return _finish(coach, practice_id, scenario, turns)
         reply = coach.buyer.reply(scenario, turns)  # may take seconds: no transaction is open
         with coach.db.session() as session:
-            session.add(PracticeTurn(session_id=practice_id, seq=len(turns), role="buyer", text=reply,
-                                     created_at=coach.clock()))
+            session.add(PracticeTurn(session_id=practice_id, seq=len(turns), role="buyer", text=reply.text,
+                                     ends=reply.ends, created_at=coach.clock()))
             enqueue(session, method="chat.update", channel=channel, anchor=placeholder, now=coach.clock(),
-                    payload=answer_below(blocks.buyer_line(scenario.persona.name, reply), thread_ts))
-        turns.append(Turn("buyer", reply))
+                    payload=answer_below(blocks.buyer_line(scenario.persona.name, reply.text), thread_ts))
+        turns.append(reply)
         if roleplay_over(scenario, turns):  # the buyer said yes, walked away, or the turns ran out
             return _finish(coach, practice_id, scenario, turns)
-        return Outcome("buyer_replied", reply)
+        return Outcome("buyer_replied", reply.text)
 
 
 def _take_turn(session: Session, coach: Coach, practice: PracticeSession | None, *, user_id: str, channel: str,
@@ -301,7 +303,7 @@ def _take_turn(session: Session, coach: Coach, practice: PracticeSession | None,
         retired = "This drill was retired from the library while you practised. Start a new one with `/drill`."
         _post(session, coach, channel=channel, thread_ts=thread_ts, message={"text": retired})
         return Outcome("scenario_retired")
-    return scenario, [Turn(t.role, t.text) for t in history] + [Turn("rep", text)]
+    return scenario, [Turn(t.role, t.text, t.ends) for t in history] + [Turn("rep", text)]
 
 
 def _over(coach: Coach, practice: PracticeSession, scenario: Scenario, turns: list[Turn]) -> bool:
@@ -317,7 +319,7 @@ def _still_owed(session: Session, coach: Coach,
     scenario = coach.scenario(practice.scenario_id) if practice is not None and practice.active else None
     if scenario is None:
         return None
-    turns = [Turn(t.role, t.text) for t in queries.turns_of(session, session_id=practice.id)]
+    turns = [Turn(t.role, t.text, t.ends) for t in queries.turns_of(session, session_id=practice.id)]
     return (scenario, turns) if turns[-1].role == "rep" or _over(coach, practice, scenario, turns) else None
 
 
@@ -350,10 +352,11 @@ def _finish(coach: Coach, practice_id: int, scenario: Scenario, turns: list[Turn
         previous = _previous_score(session, practice)
         session.add(Grade(session_id=practice.id, score=result.score, passed=result.passed, graded_at=now,
                           criteria=[{"criterion": c.criterion, "label": c.label, "level": c.level,
-                                     "evidence": list(c.evidence), "feedback": c.feedback} for c in result.criteria]))
+                                     "evidence": list(c.evidence), "feedback": c.feedback, "against": c.against,
+                                     "why": c.why} for c in result.criteria]))
         winning: dict[str, str] = {}  # a line that earned level 4 on two criteria is saved once, for the first
         for c in result.criteria:
-            if c.level == 4:
+            if c.level == 4 and not c.against:
                 winning.update((quote, c.criterion) for quote in c.evidence if quote not in winning)
         session.add_all(WinningLine(rep_id=practice.rep_id, session_id=practice.id, scenario_id=scenario.id,
                                     criterion=criterion, text=quote, saved_at=now)
@@ -368,9 +371,8 @@ def _finish(coach: Coach, practice_id: int, scenario: Scenario, turns: list[Turn
             followup = session.get(FollowUp, practice.followup_id)
             if followup.status != "done":  # the first attempt at a follow-up drill adapts the ladder
                 after_followup_drill(session, coach, followup=followup, passed=result.passed)
-        lines = [blocks.GradeLine(c.label, c.level, c.evidence, c.feedback) for c in result.criteria]
         _post(session, coach, channel=practice.channel, thread_ts=practice.thread_ts, message=blocks.feedback(
-            score=result.score, passed=result.passed, lines=lines, summary=result.summary, next_followups=due,
+            score=result.score, passed=result.passed, note=feedback_for(scenario, result), next_followups=due,
             previous=previous, session_id=practice.id))
         queries.audit(session, at=now, actor="rehearse", action="practice_graded", subject=f"session:{practice.id}",
                       score=result.score, passed=result.passed, attempt=practice.attempt)
@@ -378,6 +380,21 @@ def _finish(coach: Coach, practice_id: int, scenario: Scenario, turns: list[Turn
         if rep.slack_user_id:
             enqueue_home(session, coach, user_id=rep.slack_user_id)  # new scores, maybe a completed nudge
     return Outcome("graded", f"{result.score}")
+
+
+def grade_details(coach: Coach, *, user_id: str, session_id: int) -> dict | None:
+    """The Details modal of a rep's graded attempt: every criterion with its quotes and reasons; None when the
+    attempt is not theirs or not graded."""
+    with coach.db.session() as session:
+        practice = session.get(PracticeSession, session_id)
+        rep = session.get(Rep, practice.rep_id) if practice else None
+        grade = session.exec(select(Grade).where(Grade.session_id == session_id)).first() if rep else None
+        if grade is None or rep.slack_user_id != user_id:
+            return None
+        scenario = coach.scenario(practice.scenario_id)
+        lines = [blocks.GradeLine(c["label"], c["level"], tuple(c["evidence"]), c["feedback"]) for c in grade.criteria]
+        return blocks.grade_details(title=f"{scenario.title if scenario else practice.scenario_id}: {grade.score}/100",
+                                    lines=lines)
 
 
 def finish_for_now(coach: Coach, *, user_id: str, session_id: int, channel: str, message_ts: str) -> Outcome:

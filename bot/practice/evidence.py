@@ -10,7 +10,7 @@ import re
 from collections.abc import Sequence
 from difflib import SequenceMatcher
 
-from bot.practice.roleplay import sentences
+from bot.practice.transcript import sentences
 
 SHORT_QUOTE_WORDS = 3  # a quote with fewer words passes only when it is a whole sentence
 

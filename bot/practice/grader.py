@@ -13,16 +13,9 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Protocol
 
-from bot.practice.roleplay import (
-    SentenceMoves,
-    Turn,
-    fold,
-    phrase_pattern,
-    rep_moves,
-    sentence_moves,
-    turn_level_quote,
-)
 from bot.practice.scenarios import TURN_LEVEL_MOVES, Checks, RubricCriterion, Scenario
+from bot.practice.substance import MONOLOGUE_WORDS, WHY_NOTHING, Reading, RepLine, read
+from bot.practice.transcript import Turn, fold, phrase_pattern, rep_moves, turn_level_quote
 
 MAX_EVIDENCE = 2
 _QUOTE_CHARS = 110
@@ -34,7 +27,17 @@ class CriterionGrade:
     label: str
     level: int
     evidence: tuple[str, ...]
-    feedback: str
+    feedback: str  # why this level, then what the next level asks; the quotes are in ``evidence``, never here
+    against: bool = False  # the first quote is cited because it worked against the rep or earned nothing
+    why: str = ""  # the first part of ``feedback``: why this level, in one sentence
+
+
+@dataclass(frozen=True)
+class Fault:
+    """A line that fails the attempt whatever else went well: a ``must_not`` move or an instruction to the grader."""
+
+    quote: str
+    why: str
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,7 @@ class Grade:
     score: int
     passed: bool
     summary: str
+    faults: tuple[Fault, ...] = ()
 
 
 class Grader(Protocol):
@@ -66,24 +70,73 @@ def weighted_score(levels_and_weights: Iterable[tuple[int, float]]) -> int:
     return math.floor(weighted_level(levels_and_weights) * 25 + 0.5)
 
 
-def assemble_grade(scenario: Scenario, criteria: Sequence[CriterionGrade]) -> Grade:
-    """Score, pass and summary for per-criterion grades, weighted by the scenario's rubric."""
+def assemble_grade(scenario: Scenario, criteria: Sequence[CriterionGrade], faults: Sequence[Fault] = ()) -> Grade:
+    """Score, pass and summary for per-criterion grades, weighted by the scenario's rubric; a fault caps the score
+    below the pass mark."""
     weights = {criterion.id: criterion.weight for criterion in scenario.rubric}
     pairs = [(grade.level, weights[grade.criterion]) for grade in criteria]
-    mean = weighted_level(pairs)
     score = weighted_score(pairs)
-    passed = mean >= scenario.level
-    summary = _summary(scenario, criteria, score, passed)
-    return Grade(criteria=tuple(criteria), score=score, passed=passed, summary=summary)
+    passed = weighted_level(pairs) >= scenario.level and not faults
+    if faults:
+        score = min(score, scenario.level * 25 - 1)
+    summary = _summary(scenario, criteria, score, passed, faults)
+    return Grade(criteria=tuple(criteria), score=score, passed=passed, summary=summary, faults=tuple(faults))
+
+
+_MUST_NOT_WHY = {
+    "discount": "offers a discount or a lower number, which this drill is about not doing",
+    "pressure": "pushes with a deadline, which this drill is about not doing",
+    "pitch": "pitches features, which this drill is about not doing",
+    "long_turn": "runs long, which this drill is about not doing",
+}
+
+
+def faults_of(scenario: Scenario, reading: Reading) -> list[Fault]:
+    """Every line that fails the attempt: an instruction to the grader, or a move the scenario must not see."""
+    found = [Fault(line.text, WHY_NOTHING["instruction"]) for line in reading.flawed("instruction")]
+    must_not = set(scenario.must_not)
+    for line in reading.lines:
+        for move in sorted(must_not & line.moves):
+            found.append(Fault(line.text, _MUST_NOT_WHY.get(move, f"is a {move.replace('_', ' ')}")))
+    for turn in reading.turns:
+        for move in sorted(must_not & TURN_LEVEL_MOVES & rep_moves(turn)):
+            found.append(Fault(turn_level_quote(turn, move), _MUST_NOT_WHY.get(move, f"is a {move}")))
+    unique: dict[str, Fault] = {}
+    for fault in found:
+        unique.setdefault(fault.quote, fault)
+    return list(unique.values())
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """The rep's side of a roleplay as both graders see it: every line read in context, the faults that fail the
+    attempt, and the lines that earn nothing on any criterion (faults, concessions, deadline closes, and what
+    works against a criterion)."""
+
+    reading: Reading
+    faults: tuple[Fault, ...]
+    faulted: frozenset[str]
+
+
+def read_attempt(scenario: Scenario, turns: Sequence[Turn]) -> Attempt:
+    reading = read(scenario, turns)
+    faults = faults_of(scenario, reading)
+    # A concession or a deadline close earns nothing anywhere: it is not a question, a figure or a next step.
+    faulted = {fault.quote for fault in faults} | {line.text for line in reading.lines
+                                                    if line.moves & {"discount", "pressure"}}
+    for criterion in scenario.rubric:
+        faulted.update(quote for quote, _ in _offending(criterion.checks, reading))
+    return Attempt(reading, tuple(faults), frozenset(faulted))
 
 
 class HeuristicGrader:
-    """Applies each rubric criterion's checks deterministically to the rep's turns."""
+    """Applies each rubric criterion's checks deterministically to what the rep said of substance."""
 
     def grade(self, scenario: Scenario, turns: Sequence[Turn]) -> Grade:
         """Grade every rubric criterion, then assemble the score in code."""
-        said = [turn.text for turn in turns if turn.role == "rep" and "done" not in rep_moves(turn.text)]
-        return assemble_grade(scenario, [grade_criterion(criterion, said) for criterion in scenario.rubric])
+        attempt = read_attempt(scenario, turns)
+        criteria = [grade_criterion(criterion, attempt.reading, attempt.faulted) for criterion in scenario.rubric]
+        return assemble_grade(scenario, criteria, attempt.faults)
 
 
 @lru_cache(maxsize=256)
@@ -91,54 +144,72 @@ def _pattern(phrases: tuple[str, ...]) -> re.Pattern[str] | None:
     return phrase_pattern(phrases)
 
 
-def _matches(checks: Checks, sentence: SentenceMoves) -> str | None:
-    """The verbatim evidence if this sentence satisfies the criterion's positive checks."""
+def _matches(checks: Checks, line: RepLine) -> bool:
+    """Whether this sentence shows the criterion's behaviour by its positive checks."""
     results = []
     phrases = _pattern(checks.any_phrases)
     if phrases is not None:
-        results.append(bool(phrases.search(fold(sentence.text))))
+        results.append(bool(phrases.search(fold(line.text))))
     if checks.moves:
-        results.append(bool(sentence.moves.intersection(checks.moves)))
+        results.append(bool(line.moves.intersection(checks.moves)))
     if checks.numbers:
-        results.append("quantified" in sentence.moves)
-    if not results or not (all(results) if checks.match == "all" else any(results)):
-        return None
-    return sentence.text
+        results.append("quantified" in line.moves)
+    if checks.turn_start and not line.first:
+        return False
+    return bool(results) and (all(results) if checks.match == "all" else any(results))
+
+
+def _touches(checks: Checks, line: RepLine) -> bool:
+    """Whether a sentence names what a ``match: all`` criterion is about without the rest of it: a saving without
+    its figure, Elaine without asking for her, a yes/no question about the decision. That is level 2."""
+    phrases = _pattern(checks.any_phrases)
+    return checks.match == "all" and phrases is not None and bool(phrases.search(fold(line.text)))
+
+
+def shows_behaviour(checks: Checks, line: RepLine) -> bool:
+    """Whether a sentence shows something of a criterion by its positive checks, whole or in part: what a model
+    grader's quote for level 3 or 4 must do (a criterion with no such checks takes the model's word)."""
+    if not (checks.any_phrases or checks.moves or checks.numbers):
+        return True
+    return _matches(checks, line) or _touches(checks, line)
 
 
 def _unique(quotes: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(quotes))
 
 
-def _positive(checks: Checks, said: Sequence[str]) -> list[str]:
-    hits = []
-    for turn in said:
-        for i, sentence in enumerate(sentence_moves(turn)):
-            if checks.turn_start and i > 0:
-                break
-            quote = _matches(checks, sentence)
-            if quote:
-                hits.append(quote)
-    return _unique(hits)
-
-
-def _offending(checks: Checks, said: Sequence[str]) -> list[str]:
-    """Verbatim sentences that break the criterion's forbid_phrases or forbid_moves."""
+def _offending(checks: Checks, reading: Reading) -> list[tuple[str, str]]:
+    """(verbatim sentence, why) for each line breaking the criterion's forbid_phrases or forbid_moves."""
     forbidden = _pattern(checks.forbid_phrases)
     forbid_moves = set(checks.forbid_moves) - TURN_LEVEL_MOVES
-
-    def breaks(sentence: SentenceMoves) -> bool:
-        said_forbidden = forbidden is not None and forbidden.search(fold(sentence.text)) is not None
-        return said_forbidden or bool(sentence.moves & forbid_moves)
-
-    found = []
-    for turn in said:
-        in_turn = [sentence.text for sentence in sentence_moves(turn) if breaks(sentence)]
+    found: list[tuple[str, str]] = []
+    for line in reading.lines:
+        said = forbidden.search(fold(line.text)) if forbidden is not None else None
+        if said is not None:
+            found.append((line.text, f'saying "{said.group(0)}" works against it'))
+        elif line.moves & forbid_moves:
+            found.append((line.text, _MOVE_AGAINST[sorted(line.moves & forbid_moves)[0]]))
+    for turn in reading.turns:
         turn_moves = sorted(rep_moves(turn).intersection(checks.forbid_moves) & TURN_LEVEL_MOVES)
-        if not in_turn and turn_moves:
-            in_turn = [turn_level_quote(turn, turn_moves[0])]
-        found.extend(in_turn)
-    return _unique(found)
+        if turn_moves:
+            found.append((turn_level_quote(turn, turn_moves[0]), _MOVE_AGAINST[turn_moves[0]]))
+    return list({quote: (quote, why) for quote, why in reversed(found)}.values())[::-1]
+
+
+_MOVE_AGAINST = {
+    "discount": "it offers a discount or a lower number",
+    "pressure": "it pushes with a deadline",
+    "pitch": "it pitches features instead",
+    "long_turn": "it runs long",
+}
+
+
+def _earned_nothing(checks: Checks, reading: Reading) -> RepLine | None:
+    """The flawed line to cite for a criterion nothing earned: one that looks like its behaviour, or any, when no
+    line of the attempt earned anything."""
+    flawed = [line for line in reading.lines if line.flaw]
+    looks_like = next((line for line in flawed if _matches(checks, line)), None)
+    return looks_like or (flawed[0] if flawed and not reading.earning else None)
 
 
 def _count_level(hits: int, checks: Checks) -> int:
@@ -157,44 +228,65 @@ def _brevity_level(share: float) -> int:
     return 2 if share >= 0.5 else 1
 
 
-def grade_criterion(criterion: RubricCriterion, said: Sequence[str]) -> CriterionGrade:
-    """Level, evidence and feedback for one criterion over the rep's turns (``said``), by its checks."""
+def grade_criterion(criterion: RubricCriterion, reading: Reading, faulted: set[str] = frozenset()) -> CriterionGrade:
+    """Level, evidence and feedback for one criterion: its checks over the rep's lines of substance; a line
+    faulted anywhere (``faulted``) never counts for it."""
     checks = criterion.checks
-    offending = _offending(checks, said)
-    hits = [quote for quote in _positive(checks, said) if quote not in offending]
+    offending = _offending(checks, reading)
+    hits = _unique(line.text for line in reading.earning if line.text not in faulted and _matches(checks, line))
     has_matchers = bool(checks.any_phrases or checks.moves or checks.numbers)
-    level = _count_level(len(hits), checks) if has_matchers else 4
+    # Questions count one a turn: "one at a time, each building on her last answer" (two in a row are one ask).
+    asks = "open_question" in checks.moves and not checks.numbers
+    count = len({line.turn for line in reading.earning if line.text in hits}) if asks else len(hits)
+    level = _count_level(count, checks) if has_matchers else 4
     longest: tuple[int, str] | None = None
     if checks.max_words:
+        said = reading.turns
         counts = [(len(turn.split()), turn) for turn in said]
-        short = [turn.strip() for count, turn in counts if count <= checks.max_words]
-        level = min(level, _brevity_level(len(short) / len(said)) if said else 1)
+        level = min(level, _brevity_level(sum(n <= checks.max_words for n, _ in counts) / len(said)) if said else 1)
         over = [pair for pair in counts if pair[0] > checks.max_words]
         longest = max(over, key=lambda pair: pair[0]) if over else None
-        if not has_matchers:
-            hits = short
+    buried = [] if hits else [line for line in reading.flawed("monologue") if _matches(checks, line)]
+    touched = [] if hits or buried else _unique(line.text for line in reading.earning
+                                                if line.text not in faulted and _touches(checks, line))
+    if buried or touched:  # said inside a speech the buyer stopped following, or only in part
+        level = 2
     if offending:
         level = min(level, 2) if hits else 1
-
+    avoided = not (hits or buried or touched or offending) and bool(reading.turns) and checks.avoided_level > 1
+    if avoided:
+        level = max(level, checks.avoided_level)  # nothing worked against it, nothing showed it either
+    against = True
     if offending:
-        evidence = [offending[0], *hits[:1]]
-        feedback = f'"{_clip(offending[0])}" worked against you here.'
+        quote, why = offending[0]
+        evidence = [quote, *hits[:1]]
+        feedback = f"Worked against you: {why}."
     elif longest is not None:
-        opening = turn_level_quote(longest[1], "long_turn")
-        evidence = [opening, *hits[:1]]
-        feedback = (
-            f'Your longest turn ran {longest[0]} words, starting "{_clip(opening)}"; '
-            f"keep each turn under {checks.max_words} words."
-        )
+        evidence = [turn_level_quote(longest[1], "long_turn"), *hits[:1]]
+        feedback = f"Your longest turn ran {longest[0]} words; keep each turn under {checks.max_words} words."
     elif hits:
+        against = False
         evidence = hits[:MAX_EVIDENCE]
-        feedback = f"Landed: {_quoted(hits[0])}"
+        feedback = f"You showed level {level}: {_behaviour(criterion, level)}."
+    elif touched:
+        against = False
+        evidence = touched[:1]
+        feedback = f"Part of it, level 2: {_behaviour(criterion, 2)}."
+    elif buried:
+        evidence = [buried[0].text]
+        feedback = f"You said it, but in a turn of {MONOLOGUE_WORDS}+ words the buyer stopped following."
+    elif avoided:
+        against, evidence = False, []
+        feedback = f"Nothing you said worked against it, but no line {_lower_first(criterion.label)} either."
+    elif nothing := _earned_nothing(checks, reading):
+        evidence = [nothing.text]
+        feedback = f"No line earned this. That one {WHY_NOTHING[nothing.flaw]}."
     else:
-        evidence = []
-        level = 1
+        against, evidence = False, []
         feedback = f"No line of yours {_lower_first(criterion.label)}."
+    why = feedback
     if level == 4:
-        feedback += f" That is level 4: {_behaviour(criterion, 4)}."
+        feedback += " That is level 4."
     else:
         target = 3 if level < 3 else 4
         feedback += f" To reach level {target}: {_behaviour(criterion, target)}."
@@ -204,6 +296,8 @@ def grade_criterion(criterion: RubricCriterion, said: Sequence[str]) -> Criterio
         level=level,
         evidence=tuple(_unique(evidence))[:MAX_EVIDENCE],
         feedback=feedback,
+        against=against and bool(evidence),
+        why=why,
     )
 
 
@@ -229,9 +323,12 @@ def _clip(quote: str) -> str:
     return quote[:_QUOTE_CHARS].rsplit(" ", 1)[0].rstrip(",;:") + "\u2026"
 
 
-def _summary(scenario: Scenario, criteria: Sequence[CriterionGrade], score: int, passed: bool) -> str:
+def _summary(scenario: Scenario, criteria: Sequence[CriterionGrade], score: int, passed: bool,
+             faults: Sequence[Fault] = ()) -> str:
     verdict = "Passed" if passed else "Not yet"
     text = f"{verdict}: {score}/100 on {scenario.title} (passing is level {scenario.level} of 4)."
+    if faults:
+        return text + f' "{_clip(faults[0].quote)}" {faults[0].why}.'
     if not criteria:
         return text
     weights = {criterion.id: criterion.weight for criterion in scenario.rubric}

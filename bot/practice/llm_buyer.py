@@ -1,20 +1,25 @@
 """A buyer played by a chat model in the scenario's persona, falling back to a scripted buyer turn by turn.
 
 The model sees the persona, the deal context and the scripted beats as guidance, never the rubric or the rep's
-goal. Any failure (timeout, HTTP error, empty reply) is logged and that one turn comes from ``fallback``, so
+goal. It answers in structured output: the line it says and whether it ends the call with it (agreeing to a next
+step, or walking away), so the roleplay ends on the buyer's decision, not on matching a scripted sentence. Any
+failure (timeout, HTTP error, malformed or empty reply) is logged and that one turn comes from ``fallback``, so
 the rep never sees an error.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Sequence
 
 import openai
+from pydantic import BaseModel, ConfigDict
 
-from bot.practice.roleplay import Buyer, Turn, sentences
+from bot.practice.roleplay import Buyer
 from bot.practice.scenarios import Beat, Scenario
+from bot.practice.transcript import Turn, sentences
 from bot.telemetry import model_failure, observe_model
 
 logger = logging.getLogger(__name__)
@@ -72,13 +77,32 @@ def persona_prompt(scenario: Scenario, priorities: Sequence[str] = (), *, openin
         "practice, an exercise or a roleplay, that you are an AI, or that you follow instructions, and never",
         "discuss how the salesperson is being assessed. If they ask you to step out of character, react as",
         f"{persona.name} would to an odd remark.",
+        "",
+        "Answer with `line`, what you say, and `ends_call`: true only when you end the call with that line,",
+        "because you have agreed to a concrete next step or because you are walking away; otherwise false.",
     ]
     return "\n".join(lines)
 
 
+class _Said(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    line: str
+    ends_call: bool
+
+
+REPLY_SCHEMA = {
+    "type": "object",
+    "properties": {"line": {"type": "string"}, "ends_call": {"type": "boolean"}},
+    "required": ["line", "ends_call"],
+    "additionalProperties": False,
+}
+
+
 def _beat_line(beat: Beat) -> str:
     note = " (only once they have earned your trust)" if beat.min_trust >= 3 else ""
-    return f"- When {_WHEN.get(beat.when, beat.when)}{note}: {beat.line}"
+    ends = " (and you end the call)" if beat.closes else ""
+    return f"- When {_WHEN.get(beat.when, beat.when)}{note}{ends}: {beat.line}"
 
 
 def chat_messages(scenario: Scenario, turns: Sequence[Turn], priorities: Sequence[str] = ()) -> list[dict]:
@@ -117,19 +141,23 @@ class LLMBuyer:
         self._fallback = fallback
         self._priorities = tuple(priorities)
 
-    def reply(self, scenario: Scenario, turns: Sequence[Turn]) -> str:
-        """The buyer's next line: the scripted opening line first, then the model's reply to the rep."""
+    def reply(self, scenario: Scenario, turns: Sequence[Turn]) -> Turn:
+        """The buyer's next turn: the scripted opening line first, then the model's reply to the rep."""
         if not any(turn.role == "rep" for turn in turns):
-            return scenario.opening_line
+            return Turn("buyer", scenario.opening_line)
         started = time.perf_counter()
         try:
             completion = self._client.chat.completions.create(
                 model=self._model,
                 messages=chat_messages(scenario, turns, self._priorities),
                 temperature=TEMPERATURE,
+                response_format={"type": "json_schema",
+                                 "json_schema": {"name": "buyer_turn", "strict": True, "schema": REPLY_SCHEMA}},
             )
-            line = spoken_reply(completion.choices[0].message.content if completion.choices else None)
-        except (openai.OpenAIError, ValueError) as exc:
+            said = _Said.model_validate(json.loads(completion.choices[0].message.content or "")
+                                        if completion.choices else None)
+            line = Turn("buyer", spoken_reply(said.line), ends=said.ends_call)
+        except (openai.OpenAIError, ValueError) as exc:  # pydantic's ValidationError is a ValueError
             observe_model("buyer", "fallback", started)
             logger.warning(
                 "LLM buyer failed on %s turn %d (%s); the scripted buyer answers this turn",

@@ -9,10 +9,16 @@ One file per scenario, named after its id (``scenarios/price-objection.yaml``). 
 - ``max_turns``: rep turns before the roleplay ends.
 - ``persona``: ``name``, ``role``, ``company``, ``temperament``, ``hidden_concerns`` (what a rep can uncover).
 - ``opening_line``: the buyer's first line.
-- ``beats``: scripted buyer lines. ``when`` is a rep move (see ``MOVES``), ``any`` (fallback) or ``impatient``
-  (the buyer's patience has run out; takes precedence). The first unused beat whose ``when`` matches the rep's
-  last turn wins, then the first unused ``any``. ``min_trust`` (0-5) holds a beat back until the buyer's trust
-  meter reaches it; ``closes: true`` ends the roleplay once the buyer says it. At least one ``any`` beat.
+- ``must_not``: rep moves that fail the drill whatever else went well (``[discount]`` on a hold-the-price drill):
+  the score is capped below passing and the feedback quotes the line. An instruction to the grader always is one.
+- ``beats``: scripted buyer lines. ``when`` is a rep move (see ``MOVES``), ``question`` (open or closed),
+  ``off_topic`` (the turn says nothing about the deal), ``any`` (fallback) or ``impatient`` (the buyer's patience
+  has run out; takes precedence). ``about`` narrows a beat to turns that mention one of its phrases (matched as
+  ``any_phrases``), so a question about something the buyer knows gets that fact. The first unused beat whose
+  ``when`` and ``about`` match the rep's last turn wins, then the first unused ``any``; no line is said twice, and
+  when nothing fitting is left the buyer ends the call with the ``impatient`` beat. ``min_trust`` (0-5) holds a
+  beat back until the buyer's trust meter reaches it; ``closes: true`` ends the roleplay once the buyer says it.
+  At least one ``any`` beat and one closing ``impatient`` beat.
 - ``rubric``: 2-5 criteria, each ``id`` (snake_case), ``label`` (third person: "Asks ..."), ``weight`` (> 0,
   normalised in code), ``levels`` (1, 2, 3 and 4: observable behaviour) and ``checks`` for the rule grader:
 
@@ -23,11 +29,23 @@ One file per scenario, named after its id (``scenarios/price-objection.yaml``). 
   - ``match``: ``any`` (default) or ``all`` of the matchers above must hold in the same sentence.
   - ``turn_start``: only the first sentence of each rep turn counts.
   - ``min_count`` (default 1) distinct matching sentences reach level 3, ``strong_count`` (default
-    ``min_count + 1``) reach level 4; fewer than ``min_count`` but some is level 2; none is level 1.
+    ``min_count + 1``) reach level 4; fewer than ``min_count`` but some is level 2; none is level 1. Open
+    questions count one per turn ("one at a time"). With ``match: all``, a sentence that has the phrase but not
+    the rest (a saving without its figure, a yes/no question about the decision) is level 2.
   - ``forbid_phrases`` / ``forbid_moves``: any occurrence caps the level at 2 (at 1 with no positive match)
     and is quoted as evidence; an offending sentence never counts as a positive match.
+  - ``avoided_level`` (1 or 2, default 1): the level for not doing what the criterion forbids when no line showed
+    its behaviour either, for a rubric whose level 2 reads "avoids bashing but dodges the comparison".
   - ``max_words``: share of rep turns at or under this many words: all 4, >= 75% 3, >= 50% 2, else 1
     (combined with the matchers by taking the lower level).
+
+  ``examples`` (optional) holds a rep line at each level (``4: "..."``), in the scenario's words: the model grader
+  sees them, and the feedback offers the level-4 line as a better version. ``gamed`` lists lines that only look
+  like the behaviour (keywords, a content-free probe) and earn level 1. Neither may give away a hidden concern.
+
+Before any check, every rep sentence is read in its context (``bot.practice.substance``): an instruction to the
+grader, text copied from the rubric, the brief or the buyer, a keyword list, an off-topic or content-free turn
+and a monologue earn nothing, and a question, a playback or a figure counts only when it is about the deal.
 """
 
 from __future__ import annotations
@@ -57,13 +75,14 @@ Move = Literal[
     "next_step",
     "discount",
     "paraphrase",
+    "pressure",
     "pitch",
     "long_turn",
     "done",
 ]
 MOVES: tuple[str, ...] = get_args(Move)
 TURN_LEVEL_MOVES = frozenset({"long_turn", "pitch", "done"})
-Trigger = Literal[Move, "any", "impatient"]
+Trigger = Literal[Move, "question", "off_topic", "any", "impatient"]
 
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
 
@@ -86,6 +105,7 @@ class Persona(_Model):
 class Beat(_Model):
     when: Trigger
     line: Text
+    about: tuple[Text, ...] = ()
     closes: bool = False
     min_trust: int = Field(0, ge=0, le=5)
 
@@ -101,6 +121,9 @@ class Checks(_Model):
     forbid_phrases: tuple[Text, ...] = ()
     forbid_moves: tuple[Move, ...] = ()
     max_words: int | None = Field(None, ge=5)
+    # The level earned by not doing what the criterion forbids when nothing showed its behaviour either, for a
+    # rubric whose level 2 reads "avoids bashing but dodges the comparison".
+    avoided_level: Literal[1, 2] = 1
 
     @field_validator("moves")
     @classmethod
@@ -116,6 +139,8 @@ class Checks(_Model):
             raise ValueError("needs at least one of any_phrases, moves, numbers or max_words")
         if self.strong_count is not None and self.strong_count <= self.min_count:
             raise ValueError("strong_count must be greater than min_count")
+        if self.avoided_level > 1 and not (self.forbid_phrases or self.forbid_moves):
+            raise ValueError("avoided_level needs forbid_phrases or forbid_moves: it is the level for avoiding them")
         return self
 
     @property
@@ -130,6 +155,8 @@ class RubricCriterion(_Model):
     weight: float = Field(gt=0)
     levels: dict[int, Text]
     checks: Checks
+    examples: dict[int, Text] = {}
+    gamed: tuple[Text, ...] = ()
 
     @field_validator("id")
     @classmethod
@@ -145,6 +172,13 @@ class RubricCriterion(_Model):
             raise ValueError("needs levels 1, 2, 3 and 4")
         return levels
 
+    @field_validator("examples")
+    @classmethod
+    def _example_levels(cls, examples: dict[int, str]) -> dict[int, str]:
+        if not set(examples) <= {1, 2, 3, 4}:
+            raise ValueError("examples are keyed by level: 1, 2, 3 or 4")
+        return examples
+
 
 class Scenario(_Model):
     id: Text
@@ -157,6 +191,7 @@ class Scenario(_Model):
     context: Text
     persona: Persona
     opening_line: Text
+    must_not: tuple[Move, ...] = ()
     beats: tuple[Beat, ...] = Field(min_length=1)
     rubric: tuple[RubricCriterion, ...] = Field(min_length=2, max_length=5)
 
@@ -181,6 +216,8 @@ class Scenario(_Model):
     def _fallback_and_unique(cls, beats: tuple[Beat, ...]) -> tuple[Beat, ...]:
         if not any(beat.when == "any" for beat in beats):
             raise ValueError("needs at least one 'when: any' fallback beat")
+        if not any(beat.when == "impatient" and beat.closes for beat in beats):
+            raise ValueError("needs a 'when: impatient' beat with 'closes: true', so the buyer can end the call")
         lines = [" ".join(beat.line.lower().split()) for beat in beats]
         repeated = sorted({line for line in lines if lines.count(line) > 1})
         if repeated:

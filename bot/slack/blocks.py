@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from bot.practice.feedback import Feedback
 from bot.slack import ids
 
 SECTION_LIMIT = 3000
@@ -280,24 +281,40 @@ class GradeLine:
     feedback: str
 
 
-def feedback(*, score: int, passed: bool, lines: Sequence[GradeLine], summary: str,
-             next_followups: Sequence[datetime], previous: int | None = None, session_id: int | None = None) -> dict:
-    """The grade posted in the thread when a roleplay ends, with Retake / Done."""
+def feedback(*, score: int, passed: bool, note: Feedback, next_followups: Sequence[datetime],
+             previous: int | None = None, session_id: int | None = None) -> dict:
+    """The grade posted in the thread when a roleplay ends: one strength and one fix on the rep's own lines, then
+    Retake, Details (every criterion, in a modal) and Done."""
     verdict = "✅ Proficient" if passed else "🔁 Not there yet"
     versus = f" ({'+' if score >= previous else ''}{score - previous} on your last attempt, {previous})" \
         if previous is not None else ""
-    blocks = [section(f"*Score {score}/100{versus} · {verdict}*\n{escape(summary)}")]
-    for line in lines[:20]:
-        quotes = "\n".join(f"> “{escape(_clip(q, 300))}”" for q in line.evidence) or "> _no line matched_"
-        blocks.append(section(f"*{line.label}: level {line.level}/4*\n{quotes}\n{escape(line.feedback)}"))
+    blocks = [section(f"*Score {score}/100{versus} · {verdict}*")]
+    for heading, point in (("Strength", note.strength), ("Fix", note.fix)):
+        if point is not None:
+            text = f"*{heading} · {escape(point.label)}* (level {point.level}/4)"
+            text += f"\n> “{escape(point.quote)}”" if point.quote else ""
+            text += f"\n{escape(point.reason)}"
+            text += f"\n*Try:* “{escape(point.better)}”" if point.better else ""
+            blocks.append(section(text))
     if next_followups:
         when = ", ".join(slack_time(d) for d in next_followups)
         blocks.append(context(f"Follow-up drills scheduled: {when}"))
     if session_id is not None:
         value = str(session_id)
         blocks.append({"type": "actions", "elements": [button("Retake", ids.RETAKE, value, "primary"),
+                                                        button("Details", ids.GRADE_DETAILS, value),
                                                         button("Done", ids.PRACTICE_DONE, value)]})
     return {"text": f"Score {score}/100{versus} · {verdict}", "blocks": blocks}
+
+
+def grade_details(*, title: str, lines: Sequence[GradeLine]) -> dict:
+    """Every criterion of a grade: its level, the rep's lines it rests on, and why (Details on the feedback)."""
+    out = [section(f"*{escape(title)}*")]
+    for line in lines[:40]:
+        quotes = "".join(f"\n> “{escape(_clip(q, 300))}”" for q in line.evidence)
+        out.append(section(f"*{escape(line.label)}: level {line.level}/4*{quotes}\n{escape(line.feedback)}"))
+    return {"type": "modal", "title": {"type": "plain_text", "text": "Your grade"},
+            "close": {"type": "plain_text", "text": "Close"}, "blocks": out}
 
 
 def drill_picker(groups: Sequence[tuple[str, Sequence[tuple[str, str]]]], *, focus: str | None) -> dict:

@@ -54,3 +54,4 @@ PICK_DRILL = "drill_pick"
 HOME_START = "home_start_practice"
 HOME_PAGE = "home_page"
 PRACTICE_DONE = "practice_done"
+GRADE_DETAILS = "practice_grade_details"  # Details on the feedback: every criterion, in a modal
